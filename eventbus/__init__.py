@@ -1,0 +1,58 @@
+"""eventbus: a typed, pluggable, in-process event bus.
+
+Quick tour::
+
+    from eventbus import EventBus
+    from eventbus.portfolio import AccountBalanceUpdated
+
+    bus = EventBus()
+    bus.load_entry_points()            # plugins from the "eventbus" entry-point group
+
+    @bus.on(AccountBalanceUpdated)
+    def show(event: AccountBalanceUpdated) -> None:
+        ...
+
+    bus.publish_sync(event)            # or: await bus.publish(event)
+
+Importing eventbus has no side effects: nothing is scanned or loaded until you
+call `EventBus.load_entry_points`.
+"""
+
+from eventbus._bus import EventBus
+from eventbus._plugins import PluginInfo, SubscriptionInfo
+from eventbus._subscription import Handler, Subscription
+from eventbus.events import DomainEvent, event_type
+from eventbus.exceptions import (
+    AsyncHandlerError,
+    BusNotRunningError,
+    DecodeError,
+    EventBusError,
+    EventCycleError,
+    InvalidEventError,
+    PluginError,
+    PluginLoadError,
+    PluginRegistrationError,
+)
+from eventbus.hookspecs import hookimpl
+
+__all__ = [
+    "AsyncHandlerError",
+    "BusNotRunningError",
+    "DecodeError",
+    "DomainEvent",
+    "EventBus",
+    "EventBusError",
+    "EventCycleError",
+    "Handler",
+    "InvalidEventError",
+    "PluginError",
+    "PluginInfo",
+    "PluginLoadError",
+    "PluginRegistrationError",
+    "Subscription",
+    "SubscriptionInfo",
+    "event_type",
+    "hookimpl",
+]
+
+__version__ = "0.1.0"

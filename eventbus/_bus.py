@@ -1,0 +1,528 @@
+"""`EventBus`: subscribe, publish, and the compiled per-type dispatch plans.
+
+Subscriptions live in one immutable tuple. Any change builds a new tuple and
+new, empty plan caches under a lock (copy-on-write); publishers never lock.
+The first publish of a concrete type compiles its *plan*: the matching
+handlers (by ``issubclass``, so MRO and ABC-registered virtual subclasses both
+match), ordered by priority then subscription order, as a tuple of callables.
+A publish is then one dict lookup plus the handler loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+
+from eventbus import signals
+from eventbus._context import ContextTracker, find_in_frames
+from eventbus._plugins import PluginHost, PluginInfo
+from eventbus._subscription import Handler, Subscription, handler_name
+from eventbus.events import DomainEvent
+from eventbus.exceptions import AsyncHandlerError, BusNotRunningError, EventCycleError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+__all__ = ["EventBus"]
+
+E = TypeVar("E", bound=DomainEvent)
+R = TypeVar("R", bound="Awaitable[None] | None")
+
+_log = logging.getLogger("eventbus")
+
+# blinker mutates these dicts in place; a truth test is the cheapest possible
+# "is anybody listening" check.
+_PUBLISHED: Final = signals.event_published.receivers
+_COMPLETED: Final = signals.handler_completed.receivers
+_FAILED: Final = signals.handler_failed.receivers
+
+_SyncPlan = tuple[Callable[[Any], Any], ...]
+# (callable, mode): 0 = sync, 1 = awaited in order, 2 = concurrent task
+_AsyncPlan = tuple[tuple[Callable[[Any], Any], int], ...]
+_State = tuple[tuple[Subscription[Any], ...], dict[type, _SyncPlan | None], dict[type, _AsyncPlan]]
+
+
+@final
+class EventBus:
+    """A typed, in-process publish/subscribe bus.
+
+    Args:
+        raise_errors: Run every handler, then raise an `ExceptionGroup` of the
+            handler failures. Default: failures are logged and reported on the
+            `signals.handler_failed` signal, and publishing never raises.
+        max_depth: How deep handlers may re-publish before `EventCycleError`.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_async_plans",
+        "_ctx",
+        "_inflight",
+        "_lock",
+        "_loop",
+        "_plugins",
+        "_registering",
+        "_state",
+        "_sync_plans",
+        "_tracking",
+        "max_depth",
+        "raise_errors",
+    )
+
+    def __init__(self, *, raise_errors: bool = False, max_depth: int = 64) -> None:
+        if max_depth < 1:
+            raise ValueError(f"max_depth must be >= 1, got {max_depth}")
+        self.raise_errors: Final = raise_errors
+        self.max_depth: Final = max_depth
+        self._lock = threading.Lock()
+        self._state: _State = ((), {}, {})
+        self._sync_plans: dict[type, _SyncPlan | None] = self._state[1]
+        self._async_plans: dict[type, _AsyncPlan] = self._state[2]
+        self._inflight = 0
+        self._tracking = False
+        self._ctx = ContextTracker()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._registering: tuple[int, str] | None = None
+        self._plugins = PluginHost(self)
+
+    # ------------------------------------------------------------------ subscribing
+
+    def subscribe(
+        self,
+        event_type: type[E],
+        handler: Handler[E],
+        *,
+        priority: int = 0,
+        once: bool = False,
+        weak: bool = False,
+        concurrent: bool = False,
+    ) -> Subscription[E]:
+        """Subscribe ``handler`` to ``event_type`` and all its subclasses.
+
+        Args:
+            event_type: A `DomainEvent` subclass (or an ABC events are registered with).
+            handler: Called with each event; may be ``async def``.
+            priority: Higher runs first; equal priorities run in subscription order.
+            once: Cancel the subscription after the first delivery.
+            weak: Hold the handler (e.g. a bound method) by weak reference, and
+                cancel the subscription when it is garbage-collected.
+            concurrent: For async handlers under `publish`: start this handler as a
+                task and carry on with the next handlers; `publish` still waits
+                for it before returning.
+
+        Returns:
+            The `Subscription`; call ``.cancel()`` or use it as a context manager.
+        """
+        if not isinstance(event_type, type):
+            raise TypeError(f"event_type must be a class, got {event_type!r}")
+        reg = self._registering
+        plugin = reg[1] if reg is not None and reg[0] == threading.get_ident() else None
+        sub = Subscription(
+            self,
+            event_type,
+            handler,
+            priority=priority,
+            once=once,
+            weak=weak,
+            concurrent=concurrent,
+            plugin=plugin,
+        )
+        with self._lock:
+            self._replace((*self._state[0], sub))
+        if plugin is not None:
+            self._plugins.record(plugin, sub)
+        return sub
+
+    def on(
+        self,
+        event_type: type[E],
+        *,
+        priority: int = 0,
+        once: bool = False,
+        weak: bool = False,
+        concurrent: bool = False,
+    ) -> Callable[[Callable[[E], R]], Callable[[E], R]]:
+        """Decorator form of `subscribe`; returns the function unchanged."""
+
+        def decorate(handler: Callable[[E], R]) -> Callable[[E], R]:
+            self.subscribe(
+                event_type, handler, priority=priority, once=once, weak=weak, concurrent=concurrent
+            )
+            return handler
+
+        return decorate
+
+    def subscriptions(self) -> tuple[Subscription[Any], ...]:
+        """All active subscriptions, in subscription order."""
+        return self._state[0]
+
+    def _unsubscribe(self, sub: Subscription[Any]) -> bool:
+        with self._lock:
+            if not sub._active:
+                return False
+            sub._active = False
+            self._replace(tuple(s for s in self._state[0] if s is not sub))
+        return True
+
+    def _replace(self, subs: tuple[Subscription[Any], ...]) -> None:
+        # Caller holds self._lock. Fresh caches: in-flight publishes keep the old
+        # plan they already hold (snapshot semantics), new ones recompile.
+        state: _State = (subs, {}, {})
+        self._state = state
+        self._sync_plans = state[1]
+        self._async_plans = state[2]
+
+    def _matching(self, subs: Iterable[Subscription[Any]], cls: type) -> list[Subscription[Any]]:
+        matched = [s for s in subs if issubclass(cls, s.event_type)]
+        matched.sort(key=lambda s: (-s.priority, s._seq))
+        return matched
+
+    def _compile_sync(self, cls: type) -> _SyncPlan:
+        subs, sync_plans, _ = state = self._state
+        matched = self._matching(subs, cls)
+        asyncs = [handler_name(s.handler) for s in matched if s.is_async]
+        if asyncs:
+            sync_plans[cls] = None  # remember the refusal; it is an error path
+            raise AsyncHandlerError(
+                f"publish_sync({cls.__qualname__}) would skip async handler(s) "
+                f"{', '.join(asyncs)}; use 'await bus.publish(event)' instead"
+            )
+        plan = tuple(s._call for s in matched)
+        if state is self._state:
+            sync_plans[cls] = plan
+        return plan
+
+    def _compile_async(self, cls: type) -> _AsyncPlan:
+        subs, _, async_plans = state = self._state
+        plan = tuple(
+            (s._call, 2 if s.concurrent else int(s.is_async)) for s in self._matching(subs, cls)
+        )
+        if state is self._state:
+            async_plans[cls] = plan
+        return plan
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish_sync(self, event: DomainEvent) -> None:
+        """Deliver ``event`` to its sync handlers, in order, in this thread.
+
+        Raises:
+            AsyncHandlerError: An async handler is subscribed for this type
+                (raised before any handler runs).
+            EventCycleError: Handlers re-published deeper than ``max_depth``.
+            ExceptionGroup: Only with ``raise_errors=True``: the handler failures.
+        """
+        plan = self._sync_plans.get(type(event))
+        if plan is None:
+            plan = self._compile_sync(type(event))
+        if not plan:
+            if _PUBLISHED:
+                signals._send(signals.event_published, self, event=event, handlers=0, elapsed_ns=0)
+            return
+        if self._inflight or self._tracking or _COMPLETED or _PUBLISHED:
+            self._dispatch_tracked(event, plan)
+            return
+        # The fast path: an in-flight count (so overlap is noticed), the loop.
+        self._inflight += 1
+        errors = None
+        try:
+            for handler in plan:
+                try:
+                    handler(event)
+                except Exception as exc:
+                    errors = self._failed(event, handler, exc, errors)
+        finally:
+            self._inflight -= 1
+        if errors:
+            self._raise_group(event, errors)
+
+    def _dispatch_tracked(self, event: DomainEvent, plan: _SyncPlan) -> None:
+        if self._inflight and not self._tracking:
+            self._tracking = True  # overlap seen: track from now on (module _context)
+        tracking = self._tracking
+        if tracking:
+            stack = self._ctx.stack
+            self._check_depth(event, len(stack))
+            stack.append(event)
+        self._inflight += 1
+        errors = None
+        timed = bool(_COMPLETED)
+        start = time.perf_counter_ns()
+        try:
+            for handler in plan:
+                t0 = time.perf_counter_ns() if timed else 0
+                try:
+                    handler(event)
+                except Exception as exc:
+                    errors = self._failed(event, handler, exc, errors)
+                else:
+                    if timed and _COMPLETED:
+                        elapsed = time.perf_counter_ns() - t0
+                        self._completed(event, handler, elapsed)
+        finally:
+            self._inflight -= 1
+            if tracking:
+                stack.pop()
+        if _PUBLISHED:
+            elapsed = time.perf_counter_ns() - start
+            signals._send(
+                signals.event_published, self, event=event, handlers=len(plan), elapsed_ns=elapsed
+            )
+        if errors:
+            self._raise_group(event, errors)
+
+    async def publish(self, event: DomainEvent) -> None:
+        """Deliver ``event`` to all its handlers, sync and async, in order.
+
+        Sync handlers run inline; async ones are awaited one after another,
+        except those subscribed with ``concurrent=True``, which run as tasks
+        that this call waits for before returning.
+
+        Raises:
+            EventCycleError: Handlers re-published deeper than ``max_depth``.
+            ExceptionGroup: Only with ``raise_errors=True``: the handler failures.
+        """
+        plan = self._async_plans.get(type(event))
+        if plan is None:
+            plan = self._compile_async(type(event))
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        if not plan:
+            if _PUBLISHED:
+                signals._send(signals.event_published, self, event=event, handlers=0, elapsed_ns=0)
+            return
+        if self._inflight and not self._tracking:
+            self._tracking = True
+        token = None
+        if self._tracking:
+            chain = self._ctx.chain_var.get()
+            self._check_depth(event, len(chain) + len(self._ctx.stack))
+            token = self._ctx.chain_var.set((*chain, event))
+        self._inflight += 1
+        errors: list[Exception] | None = None
+        tasks: list[tuple[Callable[[Any], Any], asyncio.Task[Any]]] = []
+        timed = bool(_COMPLETED)
+        start = time.perf_counter_ns() if _PUBLISHED else 0
+        try:
+            for handler, mode in plan:
+                t0 = time.perf_counter_ns() if timed else 0
+                try:
+                    if mode == 1:
+                        await handler(event)
+                    elif mode == 0:
+                        handler(event)
+                    else:
+                        tasks.append((handler, asyncio.ensure_future(handler(event))))
+                        continue
+                except Exception as exc:
+                    errors = self._failed(event, handler, exc, errors)
+                else:
+                    if timed and _COMPLETED:
+                        self._completed(event, handler, time.perf_counter_ns() - t0)
+            if tasks:
+                errors = await self._join(event, tasks, errors)
+        finally:
+            for _, task in tasks:
+                task.cancel()  # no-op for finished tasks; stops orphans if we were cancelled
+            self._inflight -= 1
+            if token is not None:
+                self._ctx.chain_var.reset(token)
+        if _PUBLISHED:
+            signals._send(
+                signals.event_published,
+                self,
+                event=event,
+                handlers=len(plan),
+                elapsed_ns=time.perf_counter_ns() - start,
+            )
+        if errors:
+            self._raise_group(event, errors)
+
+    async def _join(
+        self,
+        event: DomainEvent,
+        tasks: list[tuple[Callable[[Any], Any], asyncio.Task[Any]]],
+        errors: list[Exception] | None,
+    ) -> list[Exception] | None:
+        await asyncio.wait([task for _, task in tasks])
+        for handler, task in tasks:
+            exc = task.exception()
+            if isinstance(exc, Exception):
+                errors = self._failed(event, handler, exc, errors)
+            elif exc is not None:
+                raise exc
+        return errors
+
+    def publish_threadsafe(self, event: DomainEvent) -> concurrent.futures.Future[None]:
+        """Hand ``event`` from any thread to the loop the bus runs on.
+
+        The loop is the one `start` (or the first `publish`) ran on.
+
+        Returns:
+            A future that resolves when every handler has run.
+
+        Raises:
+            BusNotRunningError: The bus has no open event loop.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise BusNotRunningError(
+                "publish_threadsafe() needs the bus's event loop: call 'await bus.start()' "
+                "(or 'async with bus') on the loop first"
+            )
+        return asyncio.run_coroutine_threadsafe(self.publish(event), loop)
+
+    # --------------------------------------------------------------- context and errors
+
+    def current_event(self) -> DomainEvent | None:
+        """The event being dispatched in this thread or task, or ``None`` at top level."""
+        if not self._tracking:
+            self._tracking = True  # somebody needs context: track from now on
+        found = self._ctx.current()
+        if found is None and self._inflight:
+            frames = find_in_frames(self, _DISPATCH_CODES)
+            return frames[-1] if frames else None
+        return found
+
+    def _check_depth(self, event: DomainEvent, depth: int) -> None:
+        # ``depth`` counts tracked events only; at most one untracked dispatch
+        # (from before tracking switched on) can sit below them, so only near
+        # the limit is the exact chain worth a frame walk.
+        if depth + 2 <= self.max_depth:
+            return
+        chain: list[DomainEvent] = list(self._ctx.chain())
+        framed = find_in_frames(self, _DISPATCH_CODES)
+        if len(framed) > len(chain):
+            chain = framed
+        if len(chain) + 1 > self.max_depth:
+            names = tuple(type(e).__qualname__ for e in (*chain, event))
+            raise EventCycleError(names, self.max_depth)
+
+    def _failed(
+        self,
+        event: DomainEvent,
+        call: Callable[[Any], Any],
+        exc: Exception,
+        errors: list[Exception] | None,
+    ) -> list[Exception] | None:
+        handler = self._handler_for(call)
+        _log.error(
+            "handler %s failed on %s",
+            handler_name(handler),
+            type(event).__qualname__,
+            exc_info=exc,
+            extra={"event_type": type(event).__qualname__, "event_id": str(event.event_id)},
+        )
+        if _FAILED:
+            signals._send(signals.handler_failed, self, event=event, handler=handler, exception=exc)
+        if self.raise_errors:
+            errors = [] if errors is None else errors
+            errors.append(exc)
+        return errors
+
+    def _completed(self, event: DomainEvent, call: Callable[[Any], Any], elapsed: int) -> None:
+        signals._send(
+            signals.handler_completed,
+            self,
+            event=event,
+            handler=self._handler_for(call),
+            elapsed_ns=elapsed,
+        )
+
+    def _handler_for(self, call: Callable[[Any], Any]) -> object:
+        for sub in self._state[0]:
+            if sub._call is call:
+                return sub.handler
+        return call  # a once-subscription that already cancelled itself
+
+    @staticmethod
+    def _raise_group(event: DomainEvent, errors: list[Exception]) -> None:
+        raise ExceptionGroup(
+            f"{len(errors)} handler(s) failed on {type(event).__qualname__}", errors
+        )
+
+    # ------------------------------------------------------------------ plugins & lifecycle
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object (module or instance) and call its ``eventbus_register``.
+
+        Atomic: if registration fails, the plugin's subscriptions are cancelled and
+        it is unregistered.
+
+        Returns:
+            The name it was registered under.
+
+        Raises:
+            PluginRegistrationError: Hook validation or ``eventbus_register`` failed.
+        """
+        return self._plugins.register(plugin, name)
+
+    def unregister_plugin(self, name: str) -> None:
+        """Unregister a plugin by name, cancelling every subscription it made."""
+        self._plugins.unregister(name)
+
+    def load_entry_points(self, group: str = "eventbus") -> list[str]:
+        """Load and register plugins from the ``eventbus`` entry-point group.
+
+        Skips blocked names (`block_plugin`, ``EVENTBUS_BLOCK_PLUGINS=a,b``) and
+        already-registered ones; does nothing if ``EVENTBUS_DISABLE_PLUGIN_AUTOLOAD=1``.
+
+        Returns:
+            The names registered by this call.
+
+        Raises:
+            PluginLoadError: An entry point failed to import (names it and its distribution).
+            PluginRegistrationError: A loaded plugin failed to register.
+        """
+        return self._plugins.load_entry_points(group)
+
+    def block_plugin(self, name: str) -> None:
+        """Never load the plugin ``name``; unregister it if it is registered."""
+        self._plugins.block(name)
+
+    def plugins(self) -> list[PluginInfo]:
+        """Describe every registered plugin (name, distribution, hooks, subscriptions)."""
+        return self._plugins.describe()
+
+    def get_plugin(self, name: str) -> object | None:
+        """Return the registered plugin object called ``name``, or ``None``."""
+        return self._plugins.get(name)
+
+    async def start(self) -> None:
+        """Bind the bus to the running loop and run every plugin's ``eventbus_startup``."""
+        self._loop = asyncio.get_running_loop()
+        await self._plugins.startup()
+
+    async def aclose(self) -> None:
+        """Run every plugin's ``eventbus_shutdown``, in reverse registration order."""
+        await self._plugins.shutdown()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<EventBus subscriptions={len(self._state[0])} plugins={len(self.plugins())}>"
+
+
+_DISPATCH_CODES: Final = frozenset(
+    {
+        EventBus.publish_sync.__code__,
+        EventBus._dispatch_tracked.__code__,
+        EventBus.publish.__code__,
+    }
+)

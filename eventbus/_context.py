@@ -1,0 +1,96 @@
+"""Dispatch context: which event is being dispatched, and how deep.
+
+Tracking context on every publish would blow the hot-path budget (a
+``ContextVar`` set/reset costs more than three handler calls), so the bus
+tracks it only once something needs it, and then for good:
+
+* a publish overlaps another one on the same bus (a handler re-publishing, or
+  two threads publishing at once), or
+* somebody asks for `EventBus.current_event`.
+
+Until then a single in-flight counter is kept. While tracking:
+
+* sync dispatch pushes onto a per-thread stack. Sync dispatch never yields to
+  the event loop, so a per-thread stack is exact even with many asyncio tasks;
+* async dispatch keeps an immutable chain in a ``ContextVar``, so each task
+  sees its own chain across ``await``.
+
+For the moment tracking switches on, events already in flight untracked are
+found by walking the current thread's frames (`find_in_frames`), so answers are
+right even then.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from contextvars import ContextVar
+from types import CodeType
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from eventbus.events import DomainEvent
+
+__all__ = ["ContextTracker", "find_in_frames"]
+
+
+class _ThreadStack(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[DomainEvent] = []
+
+
+class ContextTracker:
+    """Per-bus storage for the dispatch chain (see the module docstring)."""
+
+    __slots__ = ("_tls", "chain_var")
+
+    def __init__(self) -> None:
+        self._tls: Final = _ThreadStack()
+        self.chain_var: Final[ContextVar[tuple[DomainEvent, ...]]] = ContextVar(
+            "eventbus_chain", default=()
+        )
+
+    @property
+    def stack(self) -> list[DomainEvent]:
+        """The calling thread's stack of events in sync dispatch."""
+        return self._tls.stack
+
+    def chain(self) -> tuple[DomainEvent, ...]:
+        """Outermost-first chain of tracked events for the current thread/task."""
+        return self.chain_var.get() + tuple(self._tls.stack)
+
+    def current(self) -> DomainEvent | None:
+        """The innermost tracked event, or ``None``."""
+        stack = self._tls.stack
+        if stack:
+            # Sync dispatch never yields, so anything running while this thread's
+            # stack is non-empty is nested inside it: it is the innermost.
+            return stack[-1]
+        chain = self.chain_var.get()
+        return chain[-1] if chain else None
+
+
+def find_in_frames(owner: object, codes: frozenset[CodeType]) -> list[DomainEvent]:
+    """Find events being dispatched by ``owner`` in the calling thread's frames.
+
+    Looks for frames running one of ``codes`` whose ``self`` is ``owner`` and
+    returns their ``event`` locals, outermost first. A dispatch frame called
+    directly by another for the same event (a fast path handing over to a slow
+    one) counts once. Costs a stack walk; used only in the rare moments
+    described in the module docstring.
+    """
+    found: list[DomainEvent] = []
+    child_event: object = None
+    frame = sys._getframe(1)
+    while frame is not None:
+        event: object = None
+        if frame.f_code in codes:
+            local = frame.f_locals
+            if local.get("self") is owner and "event" in local:
+                event = local["event"]
+                if event is not child_event:
+                    found.append(event)  # type: ignore[arg-type]  # "event" locals are events
+        child_event = event
+        frame = frame.f_back  # type: ignore[assignment]
+    found.reverse()
+    return found

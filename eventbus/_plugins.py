@@ -1,0 +1,246 @@
+"""Plugin management: pluggy registration, entry-point loading, lifecycle hooks.
+
+pluggy handles discovery, validation and lifecycle only, never per event: a
+pluggy hook call costs more than a whole publish. Improvements over bare
+pluggy:
+
+* entry-point loading is wrapped: a plugin that fails to import raises
+  `PluginLoadError` naming the entry point and its distribution;
+* registration is atomic: if ``eventbus_register`` raises, every subscription
+  it made is cancelled and the plugin is unregistered;
+* an entry point naming a *class* is instantiated per bus, so plugin state is
+  never shared between buses.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any, Final, final
+
+import pluggy
+
+from eventbus import hookspecs
+from eventbus._subscription import Subscription, handler_name
+from eventbus.exceptions import PluginLoadError, PluginRegistrationError
+
+if TYPE_CHECKING:
+    from eventbus._bus import EventBus
+
+__all__ = ["PluginHost", "PluginInfo", "SubscriptionInfo"]
+
+_log = logging.getLogger("eventbus")
+
+DISABLE_ENV: Final = "EVENTBUS_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_ENV: Final = "EVENTBUS_BLOCK_PLUGINS"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionInfo:
+    """One subscription made by a plugin."""
+
+    event_type: str
+    handler: str
+    priority: int
+    is_async: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """What `EventBus.plugins` reports about a registered plugin.
+
+    Attributes:
+        name: Registered name (the entry point's name for loaded plugins).
+        distribution: The distribution that declared it, or ``None`` if registered by hand.
+        version: That distribution's version, or ``None``.
+        entry_point: ``"module:attr"`` of the entry point, or ``None``.
+        hooks: The ``eventbus_*`` hooks the plugin implements.
+        subscriptions: The subscriptions it made and still holds.
+    """
+
+    name: str
+    distribution: str | None
+    version: str | None
+    entry_point: str | None
+    hooks: tuple[str, ...]
+    subscriptions: tuple[SubscriptionInfo, ...] = field(default=())
+
+
+@dataclass(slots=True)
+class _Record:
+    plugin: object
+    entry_point: EntryPoint | None
+    subs: list[Subscription[Any]] = field(default_factory=list)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _dist_label(ep: EntryPoint) -> str:
+    dist = ep.dist
+    return f"{dist.name} {dist.version}" if dist is not None else "<unknown distribution>"
+
+
+@final
+class PluginHost:
+    """The bus's pluggy `PluginManager` plus eventbus bookkeeping."""
+
+    __slots__ = ("_blocked", "_bus", "_lock", "_pm", "_records")
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus: Final = bus
+        self._pm: Final = pluggy.PluginManager("eventbus")
+        self._pm.add_hookspecs(hookspecs)
+        self._records: dict[str, _Record] = {}
+        self._blocked: set[str] = set()
+        self._lock: Final = threading.RLock()
+
+    # ---------------------------------------------------------------- registration
+
+    def register(
+        self, plugin: object, name: str | None = None, entry_point: EntryPoint | None = None
+    ) -> str:
+        with self._lock:
+            name = name or self._pm.get_canonical_name(plugin)
+            if name in self._records:
+                raise PluginRegistrationError(name, "a plugin with this name is already registered")
+            try:
+                self._pm.register(plugin, name)
+                self._pm.check_pending()
+            except (ValueError, pluggy.PluginValidationError) as exc:
+                if self._pm.is_registered(plugin):
+                    self._pm.unregister(plugin)
+                raise PluginRegistrationError(name, f"rejected by pluggy: {exc}") from exc
+            record = self._records[name] = _Record(plugin, entry_point)
+            bus = self._bus
+            previous = bus._registering
+            bus._registering = (threading.get_ident(), name)
+            try:
+                for impl in self._impls("eventbus_register", plugin):
+                    impl(bus=bus)
+            except Exception as exc:
+                for sub in record.subs:
+                    sub.cancel()
+                del self._records[name]
+                self._pm.unregister(plugin)
+                raise PluginRegistrationError(
+                    name, f"eventbus_register raised {type(exc).__name__}: {exc}"
+                ) from exc
+            finally:
+                bus._registering = previous
+            return name
+
+    def record(self, name: str, sub: Subscription[Any]) -> None:
+        record = self._records.get(name)
+        if record is not None:
+            record.subs.append(sub)
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            record = self._records.pop(name, None)
+            if record is None:
+                raise KeyError(f"no plugin named {name!r} is registered")
+            for sub in record.subs:
+                sub.cancel()
+            self._pm.unregister(record.plugin)
+
+    def block(self, name: str) -> None:
+        with self._lock:
+            self._blocked.add(name)
+            if name in self._records:
+                self.unregister(name)
+
+    def blocked(self) -> frozenset[str]:
+        env = {n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()}
+        return frozenset(self._blocked | env)
+
+    def load_entry_points(self, group: str) -> list[str]:
+        if _env_flag(DISABLE_ENV):
+            _log.info("plugin autoload disabled by %s", DISABLE_ENV)
+            return []
+        blocked = self.blocked()
+        loaded: list[str] = []
+        for ep in sorted(entry_points(group=group), key=lambda ep: ep.name):
+            if ep.name in blocked:
+                _log.info("plugin %r (%s) is blocked; not loading it", ep.name, _dist_label(ep))
+                continue
+            if ep.name in self._records:
+                continue
+            try:
+                obj = ep.load()
+                plugin = obj() if inspect.isclass(obj) else obj
+            except Exception as exc:
+                raise PluginLoadError(ep.name, ep.value, _dist_label(ep), exc) from exc
+            loaded.append(self.register(plugin, ep.name, ep))
+            _log.debug("loaded plugin %r from %s", ep.name, _dist_label(ep))
+        return loaded
+
+    def get(self, name: str) -> object | None:
+        record = self._records.get(name)
+        return None if record is None else record.plugin
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _impls(self, hook: str, plugin: object | None = None) -> list[Any]:
+        caller: pluggy.HookCaller = getattr(self._pm.hook, hook)
+        return [
+            impl.function
+            for impl in caller.get_hookimpls()
+            if plugin is None or impl.plugin is plugin
+        ]
+
+    async def startup(self) -> None:
+        for impl in self._impls("eventbus_startup"):
+            result = impl(bus=self._bus)
+            if inspect.isawaitable(result):
+                await result
+
+    async def shutdown(self) -> None:
+        for impl in reversed(self._impls("eventbus_shutdown")):
+            try:
+                result = impl(bus=self._bus)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                _log.exception("eventbus_shutdown of %s failed", handler_name(impl))
+
+    # ---------------------------------------------------------------- introspection
+
+    def describe(self) -> list[PluginInfo]:
+        infos = []
+        for name, record in list(self._records.items()):
+            ep = record.entry_point
+            dist = ep.dist if ep is not None else None
+            hooks = tuple(
+                sorted(
+                    caller.name
+                    for caller in self._pm.get_hookcallers(record.plugin) or ()
+                    if caller.name.startswith("eventbus_")
+                )
+            )
+            subs = tuple(
+                SubscriptionInfo(
+                    event_type=s.event_type.__qualname__,
+                    handler=handler_name(s.handler),
+                    priority=s.priority,
+                    is_async=s.is_async,
+                )
+                for s in record.subs
+                if s.active
+            )
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    distribution=dist.name if dist is not None else None,
+                    version=dist.version if dist is not None else None,
+                    entry_point=ep.value if ep is not None else None,
+                    hooks=hooks,
+                    subscriptions=subs,
+                )
+            )
+        return infos

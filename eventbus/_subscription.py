@@ -1,0 +1,179 @@
+"""`Subscription`: one handler subscribed to one event type on one bus."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+    from eventbus._bus import EventBus
+    from eventbus.events import DomainEvent
+
+__all__ = ["Handler", "Subscription", "handler_name"]
+
+E = TypeVar("E", bound="DomainEvent")
+
+#: A handler: a callable taking the event, returning ``None`` or an awaitable.
+#: Whether it is async is decided once, when it is subscribed.
+Handler = Callable[[E], Awaitable[None] | None]
+
+
+def handler_name(handler: object) -> str:
+    """Return a readable ``module.qualname`` for a handler (for logs and errors)."""
+    target = getattr(handler, "__func__", handler)
+    module = getattr(target, "__module__", None) or type(handler).__module__
+    qualname = getattr(target, "__qualname__", None) or type(handler).__qualname__
+    return f"{module}.{qualname}"
+
+
+def _is_async(handler: object) -> bool:
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(type(handler), "__call__", None)  # noqa: B004  # async __call__ objects
+    return not inspect.isfunction(handler) and inspect.iscoroutinefunction(call)
+
+
+@final
+class Subscription(Generic[E]):
+    """A live subscription, returned by `EventBus.subscribe`.
+
+    Cancel it with `cancel` (idempotent), or use it as a context manager::
+
+        with bus.subscribe(AccountBalanceUpdated, on_balance):
+            ...  # subscribed here
+        # cancelled here
+
+    Attributes:
+        event_type: The subscribed type; instances of subclasses are delivered too.
+        handler: The handler as given (for ``weak=True``, ``None`` once it died).
+        priority: Higher runs first; ties run in subscription order.
+        is_async: Whether the handler is a coroutine function.
+        concurrent: Whether an async handler runs concurrently with the next ones.
+        plugin: Name of the plugin that made the subscription, if any.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_active",
+        "_bus",
+        "_call",
+        "_handler_ref",
+        "_seq",
+        "concurrent",
+        "event_type",
+        "is_async",
+        "once",
+        "plugin",
+        "priority",
+    )
+
+    _seq_counter = itertools.count()
+
+    def __init__(
+        self,
+        bus: EventBus,
+        event_type: type[E],
+        handler: Handler[E],
+        *,
+        priority: int,
+        once: bool,
+        weak: bool,
+        concurrent: bool,
+        plugin: str | None,
+    ) -> None:
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        self._bus = bus
+        self._active = True
+        self._seq = next(self._seq_counter)
+        self.event_type: type[E] = event_type
+        self.priority = priority
+        self.once = once
+        self.is_async = _is_async(handler)
+        if concurrent and not self.is_async:
+            raise TypeError(f"concurrent=True needs an async handler, got {handler_name(handler)}")
+        self.concurrent = concurrent
+        self.plugin = plugin
+        self._handler_ref: Callable[[], Handler[E] | None]
+        self._call: Callable[[Any], Any]
+        if weak:
+            ref: Callable[[], Any]
+            me = weakref.ref(self)
+
+            def _died(_: object) -> None:
+                sub = me()
+                if sub is not None:
+                    sub.cancel()
+
+            if inspect.ismethod(handler):
+                ref = weakref.WeakMethod(handler, _died)
+            else:
+                ref = weakref.ref(handler, _died)
+            self._handler_ref = ref
+
+            def call_weak(event: E) -> Any:
+                target = ref()
+                return None if target is None else target(event)
+
+            call: Callable[[Any], Any] = call_weak
+        else:
+            self._handler_ref = lambda: handler
+            call = handler
+        if once:
+            first = itertools.count()
+            inner = call
+
+            def call_once(event: E) -> Any:
+                # next() on itertools.count is atomic under the GIL: exactly one
+                # caller wins even when several threads publish at once.
+                if next(first) == 0:
+                    self.cancel()
+                    return inner(event)
+                return None
+
+            call = call_once
+        self._call = call
+
+    @property
+    def handler(self) -> Handler[E] | None:
+        """The subscribed handler (``None`` for a weak handler that was collected)."""
+        return self._handler_ref()
+
+    @property
+    def active(self) -> bool:
+        """``True`` until the subscription is cancelled."""
+        return self._active
+
+    def cancel(self) -> bool:
+        """Unsubscribe. Idempotent and thread-safe.
+
+        Returns:
+            ``True`` if this call cancelled it, ``False`` if it already was.
+        """
+        return self._bus._unsubscribe(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "cancelled"
+        return (
+            f"<Subscription {self.event_type.__qualname__} -> {handler_name(self.handler)} "
+            f"priority={self.priority} {state}>"
+        )

@@ -1,0 +1,193 @@
+"""Domain events: the `DomainEvent` base class and the wire-name registry.
+
+An event is a frozen, keyword-only, slotted dataclass. Subclasses add their own
+fields and validate them in ``__post_init__`` with the ``check_*`` helpers
+below, which raise `InvalidEventError` naming the field::
+
+    @event_type("shop.order.placed")
+    @dataclass(frozen=True, kw_only=True, slots=True)
+    class OrderPlaced(DomainEvent):
+        order_id: UUID
+        total: Decimal
+
+        def __post_init__(self) -> None:
+            DomainEvent.__post_init__(self)
+            check_uuid(self, "order_id")
+            check_decimal(self, "total")
+
+The decorator gives the class a stable *wire name*, used by `eventbus.codec`, the
+SSE plugin and the Redis bridge. (``DomainEvent.__post_init__`` is called
+explicitly because zero-argument ``super()`` does not work in slotted
+dataclasses on Python 3.11.)
+"""
+
+from __future__ import annotations
+
+import decimal
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, is_dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Final, TypeVar
+from uuid import UUID
+
+from eventbus._uuid7 import uuid7
+from eventbus.exceptions import InvalidEventError
+
+__all__ = [
+    "EXACT",
+    "DomainEvent",
+    "check_count",
+    "check_currency",
+    "check_decimal",
+    "check_uuid",
+    "event_class",
+    "event_name",
+    "event_type",
+    "registered_events",
+    "uuid7",
+]
+
+E = TypeVar("E", bound="DomainEvent")
+
+#: A decimal context that never rounds: use ``EXACT.subtract(a, b)``,
+#: ``EXACT.add``, ``EXACT.multiply`` for money. The default context rounds to
+#: 28 significant digits, which would make a large balance's delta inexact.
+EXACT: Final = decimal.Context(
+    prec=decimal.MAX_PREC,
+    Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DomainEvent:
+    """Base class of every event.
+
+    Attributes:
+        event_id: Unique, time-ordered id (UUIDv7 by default).
+        occurred_at: When the event happened; timezone-aware, normalised to UTC.
+    """
+
+    event_id: UUID = field(default_factory=uuid7)
+    occurred_at: datetime = field(default_factory=_utcnow)
+
+    def __post_init__(self) -> None:
+        check_uuid(self, "event_id")
+        when = self.occurred_at
+        if not isinstance(when, datetime):
+            _fail(self, "occurred_at", f"must be a datetime, got {type(when).__name__}")
+        if when.tzinfo is None or when.utcoffset() is None:
+            _fail(self, "occurred_at", "must be timezone-aware (naive datetimes are ambiguous)")
+        if when.utcoffset():
+            object.__setattr__(self, "occurred_at", when.astimezone(UTC))
+
+
+# --------------------------------------------------------------------- validators
+
+
+def _fail(event: object, name: str, message: str) -> None:
+    raise InvalidEventError(type(event).__name__, name, message)
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def check_uuid(event: object, name: str) -> None:
+    """Require ``event.<name>`` to be a `uuid.UUID`."""
+    value = getattr(event, name)
+    if not isinstance(value, UUID):
+        _fail(event, name, f"must be a UUID, got {_describe(value)}")
+
+
+def check_decimal(event: object, name: str) -> None:
+    """Require ``event.<name>`` to be a finite `decimal.Decimal` (a float is refused)."""
+    value = getattr(event, name)
+    if not isinstance(value, Decimal):
+        hint = " (floats are inexact; pass Decimal('...'))" if isinstance(value, float) else ""
+        _fail(event, name, f"must be a Decimal, got {_describe(value)}{hint}")
+    if not value.is_finite():
+        _fail(event, name, f"must be finite, got {value!r}")
+
+
+def check_currency(event: object, name: str) -> None:
+    """Require ``event.<name>`` to be a 3-letter uppercase ISO 4217 style code."""
+    value = getattr(event, name)
+    if not (
+        isinstance(value, str)
+        and len(value) == 3
+        and value.isascii()
+        and value.isalpha()
+        and value.isupper()
+    ):
+        _fail(event, name, f"must be a 3-letter uppercase currency code, got {_describe(value)}")
+
+
+def check_count(event: object, name: str) -> None:
+    """Require ``event.<name>`` to be a non-negative `int` (``bool`` is refused)."""
+    value = getattr(event, name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        _fail(event, name, f"must be an int, got {_describe(value)}")
+    if value < 0:
+        _fail(event, name, f"must be non-negative, got {value}")
+
+
+# ----------------------------------------------------------------------- registry
+
+_registry_lock = threading.Lock()
+_by_name: dict[str, type[DomainEvent]] = {}
+
+
+def event_type(name: str) -> Callable[[type[E]], type[E]]:
+    """Class decorator registering a `DomainEvent` subclass under a wire name.
+
+    Apply it *above* ``@dataclass``. Names are unique per process; registering
+    the same class again (e.g. on module reload) replaces the old entry.
+
+    Raises:
+        TypeError: The class is not a dataclass subclass of `DomainEvent`.
+        ValueError: The name is empty, or taken by a different class.
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError(f"event wire name must be a non-empty string, got {name!r}")
+
+    def decorate(cls: type[E]) -> type[E]:
+        if not (isinstance(cls, type) and issubclass(cls, DomainEvent) and is_dataclass(cls)):
+            raise TypeError(f"@event_type({name!r}) needs a dataclass subclass of DomainEvent")
+        with _registry_lock:
+            old = _by_name.get(name)
+            if old is not None and old.__qualname__ != cls.__qualname__:
+                raise ValueError(
+                    f"event wire name {name!r} is already used by "
+                    f"{old.__module__}.{old.__qualname__}"
+                )
+            _by_name[name] = cls
+            cls.__event_name__ = name  # type: ignore[attr-defined]
+        return cls
+
+    return decorate
+
+
+def event_name(cls: type[DomainEvent]) -> str | None:
+    """Return the wire name registered for exactly ``cls``, or ``None``."""
+    name: str | None = cls.__dict__.get("__event_name__")
+    return name
+
+
+def event_class(name: str) -> type[DomainEvent] | None:
+    """Return the event class registered under wire name ``name``, or ``None``."""
+    return _by_name.get(name)
+
+
+def registered_events() -> Mapping[str, type[DomainEvent]]:
+    """Return a read-only snapshot of ``{wire name: event class}``."""
+    with _registry_lock:
+        return MappingProxyType(dict(_by_name))

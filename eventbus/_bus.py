@@ -16,18 +16,14 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import Any, Final, TypeVar, final
 
 from eventbus import signals
-from eventbus._context import ContextTracker, find_in_frames
-from eventbus._plugins import PluginHost, PluginInfo
+from eventbus._context import ContextMethods
+from eventbus._plugins import PluginHost, PluginMethods
 from eventbus._subscription import Handler, Subscription, handler_name
 from eventbus.events import DomainEvent
-from eventbus.exceptions import AsyncHandlerError, BusNotRunningError, EventCycleError
-
-if TYPE_CHECKING:
-    from types import TracebackType
-    from typing import Self
+from eventbus.exceptions import AsyncHandlerError, BusNotRunningError
 
 __all__ = ["EventBus"]
 
@@ -49,7 +45,7 @@ _State = tuple[tuple[Subscription[Any], ...], dict[type, _SyncPlan | None], dict
 
 
 @final
-class EventBus:
+class EventBus(ContextMethods, PluginMethods):
     """A typed, in-process publish/subscribe bus.
 
     Args:
@@ -62,31 +58,22 @@ class EventBus:
     __slots__ = (
         "__weakref__",
         "_async_plans",
-        "_ctx",
-        "_inflight",
         "_lock",
         "_loop",
         "_plugins",
         "_registering",
         "_state",
         "_sync_plans",
-        "_tracking",
-        "max_depth",
         "raise_errors",
     )
 
     def __init__(self, *, raise_errors: bool = False, max_depth: int = 64) -> None:
-        if max_depth < 1:
-            raise ValueError(f"max_depth must be >= 1, got {max_depth}")
         self.raise_errors: Final = raise_errors
-        self.max_depth: Final = max_depth
         self._lock = threading.Lock()
         self._state: _State = ((), {}, {})
         self._sync_plans: dict[type, _SyncPlan | None] = self._state[1]
         self._async_plans: dict[type, _AsyncPlan] = self._state[2]
-        self._inflight = 0
-        self._tracking = False
-        self._ctx = ContextTracker()
+        ContextMethods.__init__(self, max_depth)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._registering: tuple[int, str] | None = None
         self._plugins = PluginHost(self)
@@ -248,8 +235,9 @@ class EventBus:
         tracking = self._tracking
         if tracking:
             stack = self._ctx.stack
-            self._check_depth(event, len(stack))
+            self._check_depth(event, len(stack) + len(self._ctx.chain_var.get()))
             stack.append(event)
+            self._tracked += 1
         self._inflight += 1
         errors = None
         timed = bool(_COMPLETED)
@@ -268,6 +256,7 @@ class EventBus:
         finally:
             self._inflight -= 1
             if tracking:
+                self._tracked -= 1
                 stack.pop()
         if _PUBLISHED:
             elapsed = time.perf_counter_ns() - start
@@ -304,6 +293,7 @@ class EventBus:
             chain = self._ctx.chain_var.get()
             self._check_depth(event, len(chain) + len(self._ctx.stack))
             token = self._ctx.chain_var.set((*chain, event))
+            self._tracked += 1
         self._inflight += 1
         errors: list[Exception] | None = None
         tasks: list[tuple[Callable[[Any], Any], asyncio.Task[Any]]] = []
@@ -318,6 +308,12 @@ class EventBus:
                     elif mode == 0:
                         handler(event)
                     else:
+                        if token is None:
+                            # A task copies the context when created, so the chain
+                            # must be set first for current_event() inside it.
+                            self._tracking = True
+                            token = self._ctx.chain_var.set((*self._ctx.chain_var.get(), event))
+                            self._tracked += 1
                         tasks.append((handler, asyncio.ensure_future(handler(event))))
                         continue
                 except Exception as exc:
@@ -332,6 +328,7 @@ class EventBus:
                 task.cancel()  # no-op for finished tasks; stops orphans if we were cancelled
             self._inflight -= 1
             if token is not None:
+                self._tracked -= 1
                 self._ctx.chain_var.reset(token)
         if _PUBLISHED:
             signals._send(
@@ -378,31 +375,7 @@ class EventBus:
             )
         return asyncio.run_coroutine_threadsafe(self.publish(event), loop)
 
-    # --------------------------------------------------------------- context and errors
-
-    def current_event(self) -> DomainEvent | None:
-        """The event being dispatched in this thread or task, or ``None`` at top level."""
-        if not self._tracking:
-            self._tracking = True  # somebody needs context: track from now on
-        found = self._ctx.current()
-        if found is None and self._inflight:
-            frames = find_in_frames(self, _DISPATCH_CODES)
-            return frames[-1] if frames else None
-        return found
-
-    def _check_depth(self, event: DomainEvent, depth: int) -> None:
-        # ``depth`` counts tracked events only; at most one untracked dispatch
-        # (from before tracking switched on) can sit below them, so only near
-        # the limit is the exact chain worth a frame walk.
-        if depth + 2 <= self.max_depth:
-            return
-        chain: list[DomainEvent] = list(self._ctx.chain())
-        framed = find_in_frames(self, _DISPATCH_CODES)
-        if len(framed) > len(chain):
-            chain = framed
-        if len(chain) + 1 > self.max_depth:
-            names = tuple(type(e).__qualname__ for e in (*chain, event))
-            raise EventCycleError(names, self.max_depth)
+    # --------------------------------------------------------------- errors
 
     def _failed(
         self,
@@ -447,79 +420,16 @@ class EventBus:
             f"{len(errors)} handler(s) failed on {type(event).__qualname__}", errors
         )
 
-    # ------------------------------------------------------------------ plugins & lifecycle
-
-    def register_plugin(self, plugin: object, name: str | None = None) -> str:
-        """Register a plugin object (module or instance) and call its ``eventbus_register``.
-
-        Atomic: if registration fails, the plugin's subscriptions are cancelled and
-        it is unregistered.
-
-        Returns:
-            The name it was registered under.
-
-        Raises:
-            PluginRegistrationError: Hook validation or ``eventbus_register`` failed.
-        """
-        return self._plugins.register(plugin, name)
-
-    def unregister_plugin(self, name: str) -> None:
-        """Unregister a plugin by name, cancelling every subscription it made."""
-        self._plugins.unregister(name)
-
-    def load_entry_points(self, group: str = "eventbus") -> list[str]:
-        """Load and register plugins from the ``eventbus`` entry-point group.
-
-        Skips blocked names (`block_plugin`, ``EVENTBUS_BLOCK_PLUGINS=a,b``) and
-        already-registered ones; does nothing if ``EVENTBUS_DISABLE_PLUGIN_AUTOLOAD=1``.
-
-        Returns:
-            The names registered by this call.
-
-        Raises:
-            PluginLoadError: An entry point failed to import (names it and its distribution).
-            PluginRegistrationError: A loaded plugin failed to register.
-        """
-        return self._plugins.load_entry_points(group)
-
-    def block_plugin(self, name: str) -> None:
-        """Never load the plugin ``name``; unregister it if it is registered."""
-        self._plugins.block(name)
-
-    def plugins(self) -> list[PluginInfo]:
-        """Describe every registered plugin (name, distribution, hooks, subscriptions)."""
-        return self._plugins.describe()
-
-    def get_plugin(self, name: str) -> object | None:
-        """Return the registered plugin object called ``name``, or ``None``."""
-        return self._plugins.get(name)
-
     async def start(self) -> None:
         """Bind the bus to the running loop and run every plugin's ``eventbus_startup``."""
         self._loop = asyncio.get_running_loop()
         await self._plugins.startup()
 
-    async def aclose(self) -> None:
-        """Run every plugin's ``eventbus_shutdown``, in reverse registration order."""
-        await self._plugins.shutdown()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     def __repr__(self) -> str:
         return f"<EventBus subscriptions={len(self._state[0])} plugins={len(self.plugins())}>"
 
 
-_DISPATCH_CODES: Final = frozenset(
+EventBus._dispatch_codes = frozenset(
     {
         EventBus.publish_sync.__code__,
         EventBus._dispatch_tracked.__code__,

@@ -26,12 +26,14 @@ import sys
 import threading
 from contextvars import ContextVar
 from types import CodeType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
+
+from eventbus.exceptions import EventCycleError
 
 if TYPE_CHECKING:
     from eventbus.events import DomainEvent
 
-__all__ = ["ContextTracker", "find_in_frames"]
+__all__ = ["ContextMethods", "ContextTracker", "find_in_frames"]
 
 
 class _ThreadStack(threading.local):
@@ -94,3 +96,63 @@ def find_in_frames(owner: object, codes: frozenset[CodeType]) -> list[DomainEven
         frame = frame.f_back  # type: ignore[assignment]
     found.reverse()
     return found
+
+
+class ContextMethods:
+    """`EventBus`'s context queries and depth guard (see the module docstring)."""
+
+    __slots__ = ("_ctx", "_inflight", "_tracked", "_tracking", "max_depth")
+    _dispatch_codes: ClassVar[frozenset[CodeType]]
+
+    def __init__(self, max_depth: int) -> None:
+        if max_depth < 1:
+            raise ValueError(f"max_depth must be >= 1, got {max_depth}")
+        self.max_depth: Final = max_depth
+        self._ctx: Final = ContextTracker()
+        self._inflight = 0  # dispatches in flight, all threads (the overlap detector)
+        self._tracked = 0  # ... of which tracked; fewer means some are visible only in frames
+        self._tracking = False
+
+    def current_event(self) -> DomainEvent | None:
+        """The event being dispatched in this thread or task, or ``None`` at top level.
+
+        Inside a handler this is the event the handler was called with. The
+        first call switches context tracking on for this bus (see `event_chain`).
+        """
+        chain = self.event_chain()
+        return chain[-1] if chain else None
+
+    def event_chain(self) -> tuple[DomainEvent, ...]:
+        """The events being dispatched in this thread or task, outermost first.
+
+        Empty at top level; ``(event,)`` inside a handler of a *root* event (one
+        published outside any handler); longer inside handlers of events that
+        other handlers published. The Redis bridge forwards only root events.
+
+        Context is tracked only once something needs it (module ``_context``):
+        the first call switches tracking on for this bus, for good.
+        """
+        if not self._tracking:
+            self._tracking = True
+        chain = self._ctx.chain()
+        if self._inflight > self._tracked:
+            # Some dispatch started before tracking switched on; only the
+            # frames know about it.
+            framed = find_in_frames(self, self._dispatch_codes)
+            if len(framed) > len(chain):
+                return tuple(framed)
+        return chain
+
+    def _check_depth(self, event: DomainEvent, depth: int) -> None:
+        # ``depth`` counts tracked events only. Untracked dispatches (from before
+        # tracking switched on) are found in the frames, which costs a walk: only
+        # worth it near the limit, or while such dispatches are in flight.
+        if depth + 1 < self.max_depth and self._inflight == self._tracked:
+            return
+        chain = self._ctx.chain()
+        if self._inflight > self._tracked:
+            framed = tuple(find_in_frames(self, self._dispatch_codes))
+            chain = framed if len(framed) > len(chain) else chain
+        if len(chain) + 1 > self.max_depth:
+            names = tuple(type(e).__qualname__ for e in (*chain, event))
+            raise EventCycleError(names, self.max_depth)

@@ -29,9 +29,12 @@ from eventbus._subscription import Subscription, handler_name
 from eventbus.exceptions import PluginLoadError, PluginRegistrationError
 
 if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
     from eventbus._bus import EventBus
 
-__all__ = ["PluginHost", "PluginInfo", "SubscriptionInfo"]
+__all__ = ["PluginHost", "PluginInfo", "PluginMethods", "SubscriptionInfo"]
 
 _log = logging.getLogger("eventbus")
 
@@ -244,3 +247,75 @@ class PluginHost:
                 )
             )
         return infos
+
+
+class PluginMethods:
+    """`EventBus`'s plugin and lifecycle methods (kept here: one concept per module)."""
+
+    __slots__ = ()  # the state lives in EventBus's slots
+    _plugins: PluginHost
+
+    async def start(self) -> None:
+        """Run every plugin's ``eventbus_startup``, in registration order."""
+        raise NotImplementedError  # EventBus binds its loop first
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object (module or instance) and call its ``eventbus_register``.
+
+        Atomic: if registration fails, the plugin's subscriptions are cancelled and
+        it is unregistered.
+
+        Returns:
+            The name it was registered under.
+
+        Raises:
+            PluginRegistrationError: Hook validation or ``eventbus_register`` failed.
+        """
+        return self._plugins.register(plugin, name)
+
+    def unregister_plugin(self, name: str) -> None:
+        """Unregister a plugin by name, cancelling every subscription it made."""
+        self._plugins.unregister(name)
+
+    def load_entry_points(self, group: str = "eventbus") -> list[str]:
+        """Load and register plugins from the ``eventbus`` entry-point group.
+
+        Skips blocked names (`block_plugin`, ``EVENTBUS_BLOCK_PLUGINS=a,b``) and
+        already-registered ones; does nothing if ``EVENTBUS_DISABLE_PLUGIN_AUTOLOAD=1``.
+
+        Returns:
+            The names registered by this call.
+
+        Raises:
+            PluginLoadError: An entry point failed to import (names it and its distribution).
+            PluginRegistrationError: A loaded plugin failed to register.
+        """
+        return self._plugins.load_entry_points(group)
+
+    def block_plugin(self, name: str) -> None:
+        """Never load the plugin ``name``; unregister it if it is registered."""
+        self._plugins.block(name)
+
+    def plugins(self) -> list[PluginInfo]:
+        """Describe every registered plugin (name, distribution, hooks, subscriptions)."""
+        return self._plugins.describe()
+
+    def get_plugin(self, name: str) -> object | None:
+        """Return the registered plugin object called ``name``, or ``None``."""
+        return self._plugins.get(name)
+
+    async def aclose(self) -> None:
+        """Run every plugin's ``eventbus_shutdown``, in reverse registration order."""
+        await self._plugins.shutdown()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

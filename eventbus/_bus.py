@@ -41,7 +41,7 @@ _FAILED: Final = signals.handler_failed.receivers
 _SyncPlan = tuple[Callable[[Any], Any], ...]
 # (callable, mode): 0 = sync, 1 = awaited in order, 2 = concurrent task
 _AsyncPlan = tuple[tuple[Callable[[Any], Any], int], ...]
-_State = tuple[tuple[Subscription[Any], ...], dict[type, _SyncPlan | None], dict[type, _AsyncPlan]]
+_State = tuple[tuple[Subscription[Any], ...], dict[type, _SyncPlan], dict[type, _AsyncPlan]]
 
 
 @final
@@ -71,7 +71,7 @@ class EventBus(ContextMethods, PluginMethods):
         self.raise_errors: Final = raise_errors
         self._lock = threading.Lock()
         self._state: _State = ((), {}, {})
-        self._sync_plans: dict[type, _SyncPlan | None] = self._state[1]
+        self._sync_plans: dict[type, _SyncPlan] = self._state[1]
         self._async_plans: dict[type, _AsyncPlan] = self._state[2]
         ContextMethods.__init__(self, max_depth)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -175,7 +175,7 @@ class EventBus(ContextMethods, PluginMethods):
         matched = self._matching(subs, cls)
         asyncs = [handler_name(s.handler) for s in matched if s.is_async]
         if asyncs:
-            sync_plans[cls] = None  # remember the refusal; it is an error path
+            # Not cached: every publish_sync of this type must raise again.
             raise AsyncHandlerError(
                 f"publish_sync({cls.__qualname__}) would skip async handler(s) "
                 f"{', '.join(asyncs)}; use 'await bus.publish(event)' instead"
@@ -205,14 +205,15 @@ class EventBus(ContextMethods, PluginMethods):
             EventCycleError: Handlers re-published deeper than ``max_depth``.
             ExceptionGroup: Only with ``raise_errors=True``: the handler failures.
         """
-        plan = self._sync_plans.get(type(event))
-        if plan is None:
+        try:
+            plan = self._sync_plans[type(event)]
+        except KeyError:
             plan = self._compile_sync(type(event))
         if not plan:
             if _PUBLISHED:
                 signals._send(signals.event_published, self, event=event, handlers=0, elapsed_ns=0)
             return
-        if self._inflight or self._tracking or _COMPLETED or _PUBLISHED:
+        if self._inflight or _COMPLETED or _PUBLISHED:  # _inflight > 0 also while tracking
             self._dispatch_tracked(event, plan)
             return
         # The fast path: an in-flight count (so overlap is noticed), the loop.
@@ -231,7 +232,7 @@ class EventBus(ContextMethods, PluginMethods):
 
     def _dispatch_tracked(self, event: DomainEvent, plan: _SyncPlan) -> None:
         if self._inflight and not self._tracking:
-            self._tracking = True  # overlap seen: track from now on (module _context)
+            self._track()  # overlap seen: track from now on (module _context)
         tracking = self._tracking
         if tracking:
             stack = self._ctx.stack
@@ -287,7 +288,7 @@ class EventBus(ContextMethods, PluginMethods):
                 signals._send(signals.event_published, self, event=event, handlers=0, elapsed_ns=0)
             return
         if self._inflight and not self._tracking:
-            self._tracking = True
+            self._track()
         token = None
         if self._tracking:
             chain = self._ctx.chain_var.get()
@@ -311,7 +312,7 @@ class EventBus(ContextMethods, PluginMethods):
                         if token is None:
                             # A task copies the context when created, so the chain
                             # must be set first for current_event() inside it.
-                            self._tracking = True
+                            self._track()
                             token = self._ctx.chain_var.set((*self._ctx.chain_var.get(), event))
                             self._tracked += 1
                         tasks.append((handler, asyncio.ensure_future(handler(event))))

@@ -113,6 +113,19 @@ class ContextMethods:
         self._tracked = 0  # ... of which tracked; fewer means some are visible only in frames
         self._tracking = False
 
+    def _track(self) -> None:
+        """Switch context tracking on, for good.
+
+        Tracking also parks a permanent +1 on the in-flight counter (and on the
+        tracked counter, so their difference still counts untracked dispatches):
+        the publish fast path then needs a single truth test, ``_inflight``, to
+        know it must take the tracked path.
+        """
+        if not self._tracking:
+            self._tracking = True
+            self._tracked += 1
+            self._inflight += 1
+
     def current_event(self) -> DomainEvent | None:
         """The event being dispatched in this thread or task, or ``None`` at top level.
 
@@ -133,7 +146,7 @@ class ContextMethods:
         the first call switches tracking on for this bus, for good.
         """
         if not self._tracking:
-            self._tracking = True
+            self._track()
         chain = self._ctx.chain()
         if self._inflight > self._tracked:
             # Some dispatch started before tracking switched on; only the

@@ -41,7 +41,13 @@ _FAILED: Final = signals.handler_failed.receivers
 _SyncPlan = tuple[Callable[[Any], Any], ...]
 # (callable, mode): 0 = sync, 1 = awaited in order, 2 = concurrent task
 _AsyncPlan = tuple[tuple[Callable[[Any], Any], int], ...]
-_State = tuple[tuple[Subscription[Any], ...], dict[type, _SyncPlan], dict[type, _AsyncPlan]]
+# (subscriptions, sync plans, async fast-path plans, async plans with concurrent handlers)
+_State = tuple[
+    tuple[Subscription[Any], ...],
+    dict[type, _SyncPlan],
+    dict[type, _AsyncPlan],
+    dict[type, _AsyncPlan],
+]
 
 
 @final
@@ -70,7 +76,7 @@ class EventBus(ContextMethods, PluginMethods):
     def __init__(self, *, raise_errors: bool = False, max_depth: int = 64) -> None:
         self.raise_errors: Final = raise_errors
         self._lock = threading.Lock()
-        self._state: _State = ((), {}, {})
+        self._state: _State = ((), {}, {}, {})
         self._sync_plans: dict[type, _SyncPlan] = self._state[1]
         self._async_plans: dict[type, _AsyncPlan] = self._state[2]
         ContextMethods.__init__(self, max_depth)
@@ -160,7 +166,7 @@ class EventBus(ContextMethods, PluginMethods):
     def _replace(self, subs: tuple[Subscription[Any], ...]) -> None:
         # Caller holds self._lock. Fresh caches: in-flight publishes keep the old
         # plan they already hold (snapshot semantics), new ones recompile.
-        state: _State = (subs, {}, {})
+        state: _State = (subs, {}, {}, {})
         self._state = state
         self._sync_plans = state[1]
         self._async_plans = state[2]
@@ -171,7 +177,7 @@ class EventBus(ContextMethods, PluginMethods):
         return matched
 
     def _compile_sync(self, cls: type) -> _SyncPlan:
-        subs, sync_plans, _ = state = self._state
+        subs, sync_plans, _, _ = state = self._state
         matched = self._matching(subs, cls)
         asyncs = [handler_name(s.handler) for s in matched if s.is_async]
         if asyncs:
@@ -186,12 +192,16 @@ class EventBus(ContextMethods, PluginMethods):
         return plan
 
     def _compile_async(self, cls: type) -> _AsyncPlan:
-        subs, _, async_plans = state = self._state
-        plan = tuple(
-            (s._call, 2 if s.concurrent else int(s.is_async)) for s in self._matching(subs, cls)
-        )
-        if state is self._state:
-            async_plans[cls] = plan
+        subs, _, async_plans, slow_plans = state = self._state
+        plan = slow_plans.get(cls)
+        if plan is None:
+            plan = tuple(
+                (s._call, 2 if s.concurrent else int(s.is_async)) for s in self._matching(subs, cls)
+            )
+            if state is self._state:
+                # Plans with concurrent handlers never take the fast path, so
+                # they are kept out of the dict it looks in.
+                (slow_plans if any(mode == 2 for _, mode in plan) else async_plans)[cls] = plan
         return plan
 
     # ------------------------------------------------------------------ publishing
@@ -279,6 +289,27 @@ class EventBus(ContextMethods, PluginMethods):
             ExceptionGroup: Only with ``raise_errors=True``: the handler failures.
         """
         plan = self._async_plans.get(type(event))
+        if plan is None or self._inflight or _COMPLETED or _PUBLISHED:
+            await self._publish_tracked(event, plan)
+            return
+        # The fast path (see publish_sync): no concurrent handlers, no overlap.
+        self._inflight += 1
+        errors = None
+        try:
+            for handler, is_async in plan:
+                try:
+                    if is_async:
+                        await handler(event)
+                    else:
+                        handler(event)
+                except Exception as exc:
+                    errors = self._failed(event, handler, exc, errors)
+        finally:
+            self._inflight -= 1
+        if errors:
+            self._raise_group(event, errors)
+
+    async def _publish_tracked(self, event: DomainEvent, plan: _AsyncPlan | None) -> None:
         if plan is None:
             plan = self._compile_async(type(event))
         if self._loop is None:
@@ -435,5 +466,6 @@ EventBus._dispatch_codes = frozenset(
         EventBus.publish_sync.__code__,
         EventBus._dispatch_tracked.__code__,
         EventBus.publish.__code__,
+        EventBus._publish_tracked.__code__,
     }
 )

@@ -1,0 +1,437 @@
+"""The quick dispatch benchmark behind ``eventbus bench``.
+
+It times `EventBus.publish_sync` and `EventBus.publish` against the practical
+floor (a hand-written ``for h in table[type(e)]: h(e)`` dispatcher, a bare
+``dict.get`` for "no subscribers", a bare sequential ``await`` loop for async)
+and against the libraries people would otherwise pick: blinker, pluggy and
+pyee. The ``benchmarks/`` pytest-benchmark suite builds its candidates from the
+same factories (`dispatchers`), so both tools measure the same code.
+
+Method: each candidate call is compiled into its own timing loop (as `timeit`
+does, so no wrapper call is added to anyone's cost); a sample runs the loop
+long enough to dwarf the timer; the candidates of a run are *interleaved*,
+round after round, and the minimum per call is kept. The minimum is the
+figure least disturbed by a noisy, shared machine. Only ratios between
+candidates of the same run are meaningful.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib.util
+import itertools
+import platform
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final, final
+
+from eventbus._bus import EventBus
+from eventbus.portfolio import AccountBalanceUpdated
+
+__all__ = [
+    "COUNTS",
+    "Call",
+    "Report",
+    "dispatchers",
+    "format_table",
+    "noop_handlers",
+    "plot",
+    "run",
+    "sample_event",
+]
+
+#: Handler counts of the sync comparison (the x axis of ``--plot``).
+COUNTS: Final = (0, 1, 3, 10)
+#: Library names as they appear in tables, JSON and plots.
+EVENTBUS: Final = "eventbus"
+HAND: Final = "hand loop"
+DICT_GET: Final = "dict.get"
+AWAIT_LOOP: Final = "await loop"
+PEERS: Final = ("blinker", "pluggy", "pyee")
+
+# (description, case, handlers, library, compared with, limit, higher_is_better)
+_TARGETS: Final = (
+    ("publish_sync, 3 handlers: at most 2.0x the hand loop", "sync", 3, EVENTBUS, HAND, 2.0),
+    ("publish_sync, 3 handlers: at least 5x faster than blinker", "sync", 3, "blinker", EVENTBUS, 5.0),
+    ("publish_sync, 3 handlers: at least 5x faster than pluggy", "sync", 3, "pluggy", EVENTBUS, 5.0),
+    ("publish_sync, 3 handlers: at least 3x faster than pyee", "sync", 3, "pyee", EVENTBUS, 3.0),
+    ("publish_sync, no subscribers: at most 3.0x dict.get", "sync", 0, EVENTBUS, DICT_GET, 3.0),
+    ("await publish, 3 async handlers: at most 2.0x the await loop", "async", 3, EVENTBUS, AWAIT_LOOP, 2.0),
+)
+
+
+def sample_event() -> AccountBalanceUpdated:
+    """A realistic event, built once, outside any timed loop."""
+    return AccountBalanceUpdated.from_change(
+        user_id=uuid.UUID("0190a5f2-7c1e-7b3a-9d4e-3f2a1b0c9d8e"),
+        account_id=uuid.UUID("0190a5f2-7c1e-7b3a-9d4e-3f2a1b0c9d8f"),
+        previous_balance=Decimal("1520.75"),
+        new_balance=Decimal("1735.20"),
+        currency="USD",
+    )
+
+
+def noop_handlers(count: int, *, is_async: bool = False) -> list[Callable[..., Any]]:
+    """``count`` distinct no-op handlers (distinct, because blinker dedupes receivers)."""
+
+    def make_sync() -> Callable[..., Any]:
+        def handler(*_: object, **__: object) -> None:
+            return None
+
+        return handler
+
+    def make_async() -> Callable[..., Any]:
+        async def handler(*_: object, **__: object) -> None:
+            return None
+
+        return handler
+
+    return [make_async() if is_async else make_sync() for _ in range(count)]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One candidate: how a library dispatches one event (``fn(*args, **kwargs)``)."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    is_async: bool = False
+
+
+def _sync_dispatchers(count: int, event: AccountBalanceUpdated) -> dict[str, Call]:
+    handlers = noop_handlers(count)
+    bus = EventBus()
+    for handler in handlers:
+        bus.subscribe(AccountBalanceUpdated, handler)
+    table: dict[type, tuple[Callable[..., Any], ...]] = {type(event): tuple(handlers)}
+
+    def hand_loop(e: object) -> None:
+        for h in table[type(e)]:
+            h(e)
+
+    calls = {EVENTBUS: Call(bus.publish_sync, (event,)), HAND: Call(hand_loop, (event,))}
+    if count == 0:
+        empty: dict[type, object] = {}
+        calls[DICT_GET] = Call(empty.get, (type(event),))
+
+    import blinker
+    import pluggy
+
+    signal = blinker.Signal()
+    for handler in handlers:
+        signal.connect(handler, weak=False)
+    calls["blinker"] = Call(signal.send, (event,))
+
+    spec = pluggy.HookspecMarker("benchbus")
+    impl = pluggy.HookimplMarker("benchbus")
+
+    class Spec:
+        @spec
+        def on_event(self, event: object) -> None:
+            """Called for each event."""
+
+    manager = pluggy.PluginManager("benchbus")
+    manager.add_hookspecs(Spec)
+    for handler in handlers:
+        plugin = type("Plugin", (), {"on_event": impl(staticmethod(handler))})
+        manager.register(plugin())
+    calls["pluggy"] = Call(manager.hook.on_event, (), {"event": event})
+
+    if importlib.util.find_spec("pyee") is not None:  # pyee is only in the bench extra
+        from pyee import EventEmitter
+
+        emitter = EventEmitter()
+        for handler in handlers:
+            emitter.add_listener("portfolio.balance.updated", handler)
+        calls["pyee"] = Call(emitter.emit, ("portfolio.balance.updated", event))
+    return calls
+
+
+def _async_dispatchers(count: int, event: AccountBalanceUpdated) -> dict[str, Call]:
+    handlers = noop_handlers(count, is_async=True)
+    bus = EventBus()
+    for handler in handlers:
+        bus.subscribe(AccountBalanceUpdated, handler)
+    table = {type(event): tuple(handlers)}
+
+    async def await_loop(e: object) -> None:
+        for h in table[type(e)]:
+            await h(e)
+
+    return {
+        EVENTBUS: Call(bus.publish, (event,), is_async=True),
+        AWAIT_LOOP: Call(await_loop, (event,), is_async=True),
+    }
+
+
+def dispatchers(
+    count: int, event: AccountBalanceUpdated, *, is_async: bool = False
+) -> dict[str, Call]:
+    """Every library's way to dispatch ``event`` to ``count`` no-op handlers.
+
+    Sync: ``eventbus`` (`EventBus.publish_sync`), ``hand loop``, ``blinker``
+    (``Signal.send``), ``pluggy`` (a hook call), ``pyee`` (``emit``, when pyee is
+    installed) and, for ``count == 0``, ``dict.get``. Async: ``eventbus``
+    (``await publish``) and ``await loop``.
+    """
+    return (_async_dispatchers if is_async else _sync_dispatchers)(count, event)
+
+
+def _compile(call: Call) -> Callable[[int], float]:
+    """A function timing ``n`` back-to-back calls; returns seconds."""
+    names: dict[str, Any] = {"fn": call.fn, "_repeat": itertools.repeat}
+    params = []
+    for i, arg in enumerate(call.args):
+        names[f"a{i}"] = arg
+        params.append(f"a{i}")
+    for key, arg in call.kwargs.items():
+        names[f"k_{key}"] = arg
+        params.append(f"{key}=k_{key}")
+    expr = f"fn({', '.join(params)})"
+    loop = "for _ in _repeat(None, n):\n        "
+    if call.is_async:
+        src = f"async def body(n):\n    {loop}await {expr}\n"
+    else:
+        src = f"def body(n):\n    {loop}{expr}\n"
+    exec(compile(src, f"<bench {getattr(call.fn, '__qualname__', call.fn)}>", "exec"), names)  # noqa: S102
+    body = names["body"]
+    clock = time.perf_counter
+    if not call.is_async:
+
+        def timed(n: int) -> float:
+            start = clock()
+            body(n)
+            return clock() - start
+
+        return timed
+    runner = asyncio.Runner()
+
+    def timed_async(n: int) -> float:
+        coro = body(n)
+        start = clock()
+        runner.run(coro)
+        return clock() - start
+
+    return timed_async
+
+
+def _calibrate(timed: Callable[[int], float], min_time: float) -> int:
+    number = 1
+    while True:
+        if timed(number) >= min_time or number >= 1 << 24:
+            return number
+        number *= 4
+
+
+class _Progress:
+    """A tqdm bar when tqdm is installed, else a plain counter on stderr."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._bar: Any = None
+        self._done = 0
+        self._total = total
+        self._enabled = enabled
+        if enabled and importlib.util.find_spec("tqdm") is not None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc="eventbus bench", unit="sample", file=sys.stderr)
+
+    def step(self) -> None:
+        self._done += 1
+        if self._bar is not None:
+            self._bar.update(1)
+        elif self._enabled and (self._done % 25 == 0 or self._done == self._total):
+            sys.stderr.write(f"\reventbus bench: {self._done}/{self._total} samples")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        elif self._enabled:
+            sys.stderr.write("\n")
+
+
+@final
+@dataclass(slots=True)
+class Report:
+    """The numbers of one run: nanoseconds per dispatch, by (case, handlers, library)."""
+
+    ns: dict[tuple[str, int, str], float]
+    meta: dict[str, Any]
+
+    def ratio(self, case: str, handlers: int, numerator: str, denominator: str) -> float | None:
+        """``numerator`` time divided by ``denominator`` time, if both were measured."""
+        top = self.ns.get((case, handlers, numerator))
+        bottom = self.ns.get((case, handlers, denominator))
+        return None if top is None or bottom is None else top / bottom
+
+    def targets(self) -> list[dict[str, Any]]:
+        """The design targets, each with its measured ratio and whether it is met."""
+        rows = []
+        for name, case, count, top, bottom, limit in _TARGETS:
+            value = self.ratio(case, count, top, bottom)
+            at_most = top == EVENTBUS  # "eventbus / floor <= limit", else "peer / eventbus >= limit"
+            met = None if value is None else (value <= limit if at_most else value >= limit)
+            rows.append({"target": name, "ratio": value, "limit": limit, "met": met})
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        """The same numbers as the table, as a JSON-ready dict."""
+        results = [
+            {"case": case, "handlers": count, "library": lib, "ns_per_call": value}
+            for (case, count, lib), value in sorted(self.ns.items())
+        ]
+        return {"meta": self.meta, "results": results, "rows": _rows(self), "targets": self.targets()}
+
+
+def _platform() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"python": platform.python_version(), "cpu": cpu, "platform": platform.platform()}
+
+
+def run(*, rounds: int = 15, min_time: float = 0.004, progress: bool = True) -> Report:
+    """Time every case, interleaving candidates round by round; keep the minimum.
+
+    Args:
+        rounds: Samples per candidate (the minimum of them is kept).
+        min_time: Least duration of one sample, in seconds (sets the loop count).
+        progress: Show a progress bar on stderr.
+    """
+    event = sample_event()
+    plans: list[tuple[tuple[str, int, str], Callable[[int], float]]] = []
+    for count in COUNTS:
+        for lib, call in dispatchers(count, event).items():
+            plans.append((("sync", count, lib), _compile(call)))
+    for lib, call in dispatchers(3, event, is_async=True).items():
+        plans.append((("async", 3, lib), _compile(call)))
+    bar = _Progress(len(plans) * (rounds + 1), progress)
+    numbers = []
+    for _, timed in plans:
+        numbers.append(_calibrate(timed, min_time))
+        bar.step()
+    best = [float("inf")] * len(plans)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # as timeit does: a collection inside one sample is noise
+    try:
+        for r in range(rounds):
+            shift = r % len(plans)  # rotate who goes first, so drift hits everyone alike
+            for i in itertools.chain(range(shift, len(plans)), range(shift)):
+                elapsed = plans[i][1](numbers[i]) / numbers[i]
+                best[i] = min(best[i], elapsed)
+                bar.step()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        bar.close()
+    meta = {**_platform(), "rounds": rounds, "min_time_s": min_time}
+    return Report({key: t * 1e9 for (key, _), t in zip(plans, best, strict=True)}, meta)
+
+
+def _rows(report: Report) -> list[dict[str, Any]]:
+    rows = []
+    cases = sorted({(case, count) for case, count, _ in report.ns}, key=lambda c: (c[0], c[1]))
+    for case, count in cases:
+        floor = AWAIT_LOOP if case == "async" else HAND
+        row: dict[str, Any] = {
+            "case": "await publish" if case == "async" else "publish_sync",
+            "handlers": count,
+            "vs_floor": report.ratio(case, count, EVENTBUS, floor),
+            "floor": floor,
+            "vs_dict_get": report.ratio(case, count, EVENTBUS, DICT_GET),
+        }
+        for peer in PEERS:
+            row[f"{peer}_slower"] = report.ratio(case, count, peer, EVENTBUS)
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: float | None, suffix: str = "x") -> str:
+    return "-" if value is None else f"{value:.2f}{suffix}"
+
+
+def format_table(report: Report) -> str:
+    """The run as a text table of ratios (eventbus against the floor and each peer)."""
+    head = ["case", "handlers", "eventbus / floor", "eventbus / dict.get"]
+    head += [f"{peer} / eventbus" for peer in PEERS]
+    body = []
+    for row in _rows(report):
+        cells = [row["case"], str(row["handlers"]), f"{_fmt(row['vs_floor'])} ({row['floor']})"]
+        cells.append(_fmt(row["vs_dict_get"]))
+        cells += [_fmt(row[f"{peer}_slower"]) for peer in PEERS]
+        body.append(cells)
+    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in [head, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append("Lower is better for 'eventbus / ...'; 'peer / eventbus' is how many times faster eventbus is.")
+    lines.append("")
+    lines.append("Targets:")
+    for target in report.targets():
+        mark = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
+        lines.append(f"  {mark:<12} {_fmt(target['ratio']):>7}  {target['target']}")
+    meta = report.meta
+    lines.append("")
+    lines.append(f"Python {meta['python']} on {meta['cpu']}; min of {meta['rounds']} interleaved rounds.")
+    return "\n".join(lines)
+
+
+def plot(report: Report, path: str) -> None:
+    """Draw latency against handler count, one line per library, into ``path``.
+
+    Raises:
+        ImportError: matplotlib (the ``bench`` extra) is not installed.
+    """
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError(
+            "--plot needs matplotlib, which comes with the bench extra: "
+            "pip install 'eventbus[bench]'"
+        ) from exc
+    matplotlib.use("Agg")  # files only: never try to open a window
+    from matplotlib import pyplot
+
+    libraries = [EVENTBUS, HAND, *PEERS]
+    styles: dict[str, dict[str, Any]] = {
+        EVENTBUS: {"color": "#1f6feb", "linewidth": 2.8, "marker": "o", "zorder": 5},
+        HAND: {"color": "#444444", "linestyle": "--", "marker": "s"},
+        "blinker": {"color": "#e8590c", "marker": "^"},
+        "pluggy": {"color": "#2f9e44", "marker": "D"},
+        "pyee": {"color": "#9c36b5", "marker": "v"},
+    }
+    fig, axes = pyplot.subplots(figsize=(8, 5), dpi=120)
+    for lib in libraries:
+        points = [(n, report.ns[("sync", n, lib)]) for n in COUNTS if ("sync", n, lib) in report.ns]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            axes.plot(xs, ys, label=lib, markersize=7, **styles[lib])
+    axes.set_yscale("log")
+    axes.set_xticks(list(COUNTS))
+    axes.set_xlabel("no-op handlers subscribed")
+    axes.set_ylabel("time per publish (ns, log scale)")
+    meta = report.meta
+    axes.set_title(f"Sync dispatch latency vs handler count\nPython {meta['python']}, {meta['cpu']}", fontsize=10)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(title="library", loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    pyplot.close(fig)
+
+
+def _unused(_: Iterable[object]) -> None:  # pragma: no cover
+    return None

@@ -155,17 +155,25 @@ class EventBus(ContextMethods, PluginMethods):
         """All active subscriptions, in subscription order."""
         return self._state[0]
 
-    def _unsubscribe(self, sub: Subscription[Any]) -> bool:
-        with self._lock:
+    def _unsubscribe(self, sub: Subscription[Any], *, blocking: bool = True) -> bool:
+        if not self._lock.acquire(blocking):
+            # Only from a weakref callback, whose GC may have interrupted this very
+            # thread inside the lock. Mark it; the next change purges it.
+            was_active, sub._active = sub._active, False
+            return was_active
+        try:
             if not sub._active:
                 return False
             sub._active = False
             self._replace(tuple(s for s in self._state[0] if s is not sub))
+        finally:
+            self._lock.release()
         return True
 
     def _replace(self, subs: tuple[Subscription[Any], ...]) -> None:
         # Caller holds self._lock. Fresh caches: in-flight publishes keep the old
         # plan they already hold (snapshot semantics), new ones recompile.
+        subs = tuple(s for s in subs if s._active)  # purge deferred cancellations
         state: _State = (subs, {}, {}, {})
         self._state = state
         self._sync_plans = state[1]

@@ -109,9 +109,11 @@ class Subscription(Generic[E]):
             me = weakref.ref(self)
 
             def _died(_: object) -> None:
+                # Runs inside garbage collection, possibly while this thread holds
+                # the bus lock: never block here (see EventBus._unsubscribe).
                 sub = me()
                 if sub is not None:
-                    sub.cancel()
+                    sub._bus._unsubscribe(sub, blocking=False)
 
             if inspect.ismethod(handler):
                 ref = weakref.WeakMethod(handler, _died)

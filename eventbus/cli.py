@@ -1,40 +1,170 @@
-"""The ``eventbus`` console script: ``eventbus demo | plugins | bench``."""
+"""The ``eventbus`` console script: ``eventbus demo | plugins | bench``.
+
+Imports stay inside the subcommands, so ``eventbus --help`` is instant and a
+subcommand pays only for what it uses.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+
+# ----------------------------------------------------------------------- plugins
+
+
+def _plugin_report() -> list[dict[str, Any]]:
+    """Describe every entry point in group ``eventbus``: loaded, blocked, disabled or broken."""
+    import dataclasses
+    import os
+    from importlib.metadata import entry_points
+
+    from eventbus import EventBus, PluginLoadError, PluginRegistrationError
+
+    bus = EventBus()
+    errors: dict[str, str] = {}
+    # A broken plugin must not hide the others: note its error, block it, go on.
+    while True:
+        try:
+            bus.load_entry_points()
+            break
+        except PluginLoadError as exc:
+            errors[exc.entry_point] = str(exc)
+            bus.block_plugin(exc.entry_point)
+        except PluginRegistrationError as exc:
+            errors[exc.plugin] = str(exc)
+            bus.block_plugin(exc.plugin)
+    loaded = {info.name: dataclasses.asdict(info) for info in bus.plugins()}
+    blocked = {n.strip() for n in os.environ.get("EVENTBUS_BLOCK_PLUGINS", "").split(",")}
+    disabled = os.environ.get("EVENTBUS_DISABLE_PLUGIN_AUTOLOAD", "").strip().lower()
+    report = []
+    for ep in sorted(entry_points(group="eventbus"), key=lambda ep: ep.name):
+        row = loaded.get(ep.name) or {
+            "name": ep.name,
+            "distribution": ep.dist.name if ep.dist is not None else None,
+            "version": ep.dist.version if ep.dist is not None else None,
+            "entry_point": ep.value,
+            "hooks": [],
+            "subscriptions": [],
+        }
+        if ep.name in errors:
+            status = "error"
+        elif ep.name in loaded:
+            status = "loaded"
+        elif ep.name in blocked:
+            status = "blocked"
+        elif disabled in {"1", "true", "yes", "on"}:
+            status = "disabled"
+        else:
+            status = "not loaded"
+        row.update(status=status, blocked=status == "blocked", error=errors.get(ep.name))
+        report.append(row)
+    return report
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    import dataclasses
-
     import orjson
 
-    from eventbus import EventBus
-
-    bus = EventBus()
-    bus.load_entry_points()
-    infos = [dataclasses.asdict(info) for info in bus.plugins()]
+    report = _plugin_report()
     if args.json:
-        sys.stdout.write(orjson.dumps(infos, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
-    for info in infos:
-        print(f"{info['name']}  ({info['distribution']} {info['version']})")
-        print(f"  hooks: {', '.join(info['hooks']) or '-'}")
-        for sub in info["subscriptions"]:
-            print(f"  {sub['event_type']} -> {sub['handler']} (priority {sub['priority']})")
-    return 0
+    if not report:
+        print("no plugins found in entry-point group 'eventbus'")
+    for row in report:
+        origin = f"{row['distribution']} {row['version']}" if row["distribution"] else "?"
+        print(f"{row['name']}  [{row['status']}]  {origin}  ({row['entry_point']})")
+        if row["error"]:
+            print(f"  error: {row['error']}")
+        if row["hooks"]:
+            print(f"  hooks: {', '.join(row['hooks'])}")
+        for sub in row["subscriptions"]:
+            kind = "async " if sub["is_async"] else ""
+            print(f"  on {sub['event_type']} (priority {sub['priority']}): {kind}{sub['handler']}")
+    return 1 if any(row["status"] == "error" for row in report) else 0
+
+
+# -------------------------------------------------------------------------- demo
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from eventbus._demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        host=args.host,
+        port=args.port,
+        users=args.users,
+        duration=args.duration,
+        interval=args.interval,
+        redis_url=args.redis,
+        seed=args.seed,
+    )
+    return run_demo(options)
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
+
+
+# ------------------------------------------------------------------------ parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for the ``eventbus`` command."""
-    parser = argparse.ArgumentParser(prog="eventbus", description=__doc__)
+    parser = argparse.ArgumentParser(prog="eventbus", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    plugins = sub.add_parser("plugins", help="list discovered plugins")
+
+    demo = sub.add_parser(
+        "demo",
+        help="run a live portfolio dashboard: simulated syncs, net worth, SSE",
+        description="Load every plugin, simulate users whose accounts sync on a timer, "
+        "and serve the live dashboard over SSE. Stops on Ctrl-C or after --duration.",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    demo.add_argument("--users", type=_positive(int), default=3, help="simulated users (default 3)")
+    demo.add_argument(
+        "--duration",
+        type=_positive(float),
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--interval",
+        type=_positive(float),
+        default=1.0,
+        metavar="SECONDS",
+        help="time between simulated account syncs (default 1.0)",
+    )
+    demo.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="bridge events through Redis Streams (e.g. redis://127.0.0.1:6379)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=None, help="random seed for a repeatable simulation"
+    )
+    demo.set_defaults(func=_cmd_demo)
+
+    plugins = sub.add_parser(
+        "plugins",
+        help="list discovered plugins",
+        description="List every plugin in entry-point group 'eventbus': distribution, "
+        "status (loaded, blocked, disabled, error), hooks and subscriptions.",
+    )
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(func=_cmd_plugins)
     return parser

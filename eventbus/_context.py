@@ -165,6 +165,10 @@ class ContextMethods:
         chain = self._ctx.chain()
         if self._inflight > self._tracked:
             framed = tuple(find_in_frames(self, self._dispatch_codes))
+            if framed and framed[-1] is event:
+                # The caller's own dispatch frame holds ``event``, which is not
+                # in the chain yet: counting it would refuse one level too early.
+                framed = framed[:-1]
             chain = framed if len(framed) > len(chain) else chain
         if len(chain) + 1 > self.max_depth:
             names = tuple(type(e).__qualname__ for e in (*chain, event))

@@ -106,6 +106,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(options)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import orjson
+
+    from eventbus import _bench  # lazy: keeps `eventbus plugins` from importing the peers
+
+    if args.plot:
+        try:
+            _bench.require_matplotlib()
+        except ImportError as exc:  # fail before spending a minute measuring
+            sys.stderr.write(f"eventbus bench: {exc}\n")
+            return 2
+    rounds, min_time = (2, 0.0002) if args.quick else (args.rounds, args.min_time)
+    report = _bench.run(rounds=rounds, min_time=min_time, progress=not args.no_progress)
+    print(_bench.format_table(report))
+    if args.json:
+        with open(args.json, "wb") as out:
+            out.write(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2))
+    if args.plot:
+        _bench.plot(report, args.plot)
+    return 0
+
+
 def _positive(kind: type[int] | type[float]) -> Any:
     def parse(text: str) -> int | float:
         value = kind(text)
@@ -167,6 +189,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(func=_cmd_plugins)
+    bench = sub.add_parser(
+        "bench",
+        help="time dispatch against a hand-written loop, blinker, pluggy and pyee",
+        description="Quick dispatch benchmark; prints ratios (the full suite: pytest benchmarks).",
+    )
+    bench.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
+    bench.add_argument("--plot", metavar="PATH", help="draw latency vs handler count (PNG)")
+    bench.add_argument(
+        "--rounds", type=_positive(int), default=15, help="interleaved samples per case"
+    )
+    bench.add_argument(
+        "--min-time",
+        type=_positive(float),
+        default=0.004,
+        help="least seconds per sample (default 0.004)",
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="smoke run: tiny samples, meaningless numbers"
+    )
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -1,0 +1,79 @@
+"""Sample events for the core tests: small test-only types and valid portfolio events.
+
+The test-only types are plain `DomainEvent` subclasses without a wire name, so
+they never touch the process-wide registry the codec tests inspect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import uuid4
+
+from eventbus import DomainEvent
+from eventbus.portfolio import (
+    AccountBalanceUpdated,
+    AccountHoldingsUpdated,
+    PortfolioNetWorthRecalculated,
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Ping(DomainEvent):
+    """A test event carrying a number (used for depth and order assertions)."""
+
+    n: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SubPing(Ping):
+    """A subclass of `Ping`, for MRO dispatch."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pong(DomainEvent):
+    """An unrelated test event."""
+
+    n: int = 0
+
+
+def balance(**overrides: object) -> AccountBalanceUpdated:
+    """A valid `AccountBalanceUpdated`; keyword arguments override fields."""
+    fields: dict[str, object] = {
+        "user_id": uuid4(),
+        "account_id": uuid4(),
+        "previous_balance": Decimal("100.00"),
+        "new_balance": Decimal("150.25"),
+        "delta": Decimal("50.25"),
+        "currency": "USD",
+    }
+    fields.update(overrides)
+    return AccountBalanceUpdated(**fields)  # type: ignore[arg-type]
+
+
+def holdings(**overrides: object) -> AccountHoldingsUpdated:
+    """A valid `AccountHoldingsUpdated`; keyword arguments override fields."""
+    fields: dict[str, object] = {
+        "user_id": uuid4(),
+        "account_id": uuid4(),
+        "holdings_count": 12,
+        "created_count": 2,
+        "updated_count": 3,
+        "deactivated_count": 1,
+    }
+    fields.update(overrides)
+    return AccountHoldingsUpdated(**fields)  # type: ignore[arg-type]
+
+
+def networth(**overrides: object) -> PortfolioNetWorthRecalculated:
+    """A valid `PortfolioNetWorthRecalculated`; keyword arguments override fields."""
+    fields: dict[str, object] = {
+        "user_id": uuid4(),
+        "previous_net_worth": Decimal("1000"),
+        "new_net_worth": Decimal("900.5"),
+        "delta": Decimal("-99.5"),
+        "currency": "EUR",
+        "account_count": 3,
+    }
+    fields.update(overrides)
+    return PortfolioNetWorthRecalculated(**fields)  # type: ignore[arg-type]

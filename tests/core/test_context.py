@@ -1,0 +1,390 @@
+"""Re-entrant publishing, the depth guard and `EventBus.current_event` (ARCHITECTURE §3).
+
+The bus tracks dispatch context lazily (``eventbus/_context.py``): a fresh bus
+runs untracked until a publish overlaps another or somebody asks for
+``current_event()``. Each behaviour is therefore checked on a *fresh* bus (the
+transition happens during the test) and on a *primed* one (already tracking).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from eventbus import DomainEvent, EventBus, EventCycleError
+from tests.core.samples import Ping, Pong
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(name="make_bus", params=["fresh", "primed"])
+def _make_bus(request: pytest.FixtureRequest) -> Callable[..., EventBus]:
+    """Build buses either fresh (untracked) or primed (context tracking already on)."""
+
+    def make(**kwargs: int | bool) -> EventBus:
+        bus = EventBus(**kwargs)  # type: ignore[arg-type]
+        if request.param == "primed":
+            assert bus.current_event() is None  # switches tracking on
+        return bus
+
+    return make
+
+
+class TestDepthFirst:
+    """A handler may publish; the nested event is dispatched depth-first."""
+
+    def test_nested_publish_order(self, make_bus: Callable[..., EventBus]) -> None:
+        """The nested event's handlers all run before the outer event's next handler."""
+        bus = make_bus()
+        log: list[str] = []
+
+        def first(event: Ping) -> None:
+            log.append(f"first:{event.n}")
+            if event.n < 2:
+                bus.publish_sync(Ping(n=event.n + 1))
+
+        def second(event: Ping) -> None:
+            log.append(f"second:{event.n}")
+
+        bus.subscribe(Ping, first)
+        bus.subscribe(Ping, second)
+        bus.publish_sync(Ping(n=0))
+        assert log == [
+            "first:0",
+            "first:1",
+            "first:2",
+            "second:2",
+            "second:1",
+            "second:0",
+        ]
+
+    async def test_nested_async_publish_order(self, make_bus: Callable[..., EventBus]) -> None:
+        """Under await publish, nesting through sync and async handlers is depth-first."""
+        bus = make_bus()
+        log: list[str] = []
+
+        async def first(event: Ping) -> None:
+            log.append(f"first:{event.n}")
+            if event.n < 2:
+                await bus.publish(Ping(n=event.n + 1))
+
+        def second(event: Ping) -> None:
+            log.append(f"second:{event.n}")
+
+        bus.subscribe(Ping, first)
+        bus.subscribe(Ping, second)
+        await bus.publish(Ping(n=0))
+        assert log == ["first:0", "first:1", "first:2", "second:2", "second:1", "second:0"]
+
+
+class TestCycles:
+    """Re-publishing deeper than max_depth raises EventCycleError naming the chain."""
+
+    def test_ping_pong_cycle(self, make_bus: Callable[..., EventBus]) -> None:
+        """An endless Ping -> Pong -> Ping ... cycle stops at max_depth, chain named."""
+        bus = make_bus(max_depth=5, raise_errors=True)
+        bus.subscribe(Ping, lambda e: bus.publish_sync(Pong()))
+        bus.subscribe(Pong, lambda e: bus.publish_sync(Ping()))
+        with pytest.raises(ExceptionGroup) as info:
+            bus.publish_sync(Ping())
+        cycle = _innermost(info.value)
+        assert isinstance(cycle, EventCycleError)
+        assert cycle.chain == ("Ping", "Pong", "Ping", "Pong", "Ping", "Pong")
+        assert "max_depth=5" in str(cycle)
+        assert "Ping -> Pong -> Ping -> Pong -> Ping -> Pong" in str(cycle)
+
+    def test_default_max_depth_is_64(self, make_bus: Callable[..., EventBus]) -> None:
+        """With the default limit, exactly 64 nested levels run; the 65th is refused."""
+        bus = make_bus()
+        depths: list[int] = []
+        errors: list[BaseException] = []
+
+        def again(event: Ping) -> None:
+            depths.append(event.n)
+            try:
+                bus.publish_sync(Ping(n=event.n + 1))
+            except EventCycleError as exc:
+                errors.append(exc)
+
+        bus.subscribe(Ping, again)
+        bus.publish_sync(Ping(n=1))
+        assert depths == list(range(1, 65))
+        assert len(errors) == 1
+        assert isinstance(errors[0], EventCycleError)
+        assert len(errors[0].chain) == 65
+
+    @pytest.mark.parametrize("max_depth", [1, 2, 3])
+    def test_small_max_depth_exact_limit(
+        self, make_bus: Callable[..., EventBus], max_depth: int
+    ) -> None:
+        """max_depth=N allows exactly N levels, on a fresh bus as on a tracking one."""
+        bus = make_bus(max_depth=max_depth)
+        depths: list[int] = []
+        refused: list[EventCycleError] = []
+
+        def again(event: Ping) -> None:
+            depths.append(event.n)
+            try:
+                bus.publish_sync(Ping(n=event.n + 1))
+            except EventCycleError as exc:
+                refused.append(exc)
+
+        bus.subscribe(Ping, again)
+        bus.publish_sync(Ping(n=1))
+        assert depths == list(range(1, max_depth + 1))
+        assert [len(e.chain) for e in refused] == [max_depth + 1]
+
+    @pytest.mark.parametrize("max_depth", [1, 2, 3])
+    async def test_small_max_depth_async(
+        self, make_bus: Callable[..., EventBus], max_depth: int
+    ) -> None:
+        """The same exact limit under await publish with async handlers."""
+        bus = make_bus(max_depth=max_depth)
+        depths: list[int] = []
+        refused: list[EventCycleError] = []
+
+        async def again(event: Ping) -> None:
+            depths.append(event.n)
+            try:
+                await bus.publish(Ping(n=event.n + 1))
+            except EventCycleError as exc:
+                refused.append(exc)
+
+        bus.subscribe(Ping, again)
+        await bus.publish(Ping(n=1))
+        assert depths == list(range(1, max_depth + 1))
+        assert [len(e.chain) for e in refused] == [max_depth + 1]
+
+    def test_bus_usable_after_cycle(self, make_bus: Callable[..., EventBus]) -> None:
+        """After a cycle error the bus is back at top level and publishes normally."""
+        bus = make_bus(max_depth=3)
+        sub = bus.subscribe(Ping, lambda e: bus.publish_sync(Ping()))
+        bus.publish_sync(Ping())  # the refusal is isolated and logged
+        sub.cancel()
+        seen: list[DomainEvent | None] = []
+        bus.subscribe(Ping, lambda e: seen.append(bus.current_event()))
+        event = Ping()
+        bus.publish_sync(event)
+        assert seen == [event]
+        assert bus.current_event() is None
+
+
+def _innermost(group: BaseException) -> BaseException:
+    """Unwrap nested ExceptionGroups (one per level) down to the first leaf."""
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group
+
+
+class TestCurrentEvent:
+    """current_event() is the event being dispatched here; None at top level."""
+
+    def test_none_at_top_level(self, make_bus: Callable[..., EventBus]) -> None:
+        """Outside any handler there is no current event, before and after publishing."""
+        bus = make_bus()
+        assert bus.current_event() is None
+        assert bus.event_chain() == ()
+        bus.subscribe(Ping, lambda e: None)
+        bus.publish_sync(Ping())
+        assert bus.current_event() is None
+        assert bus.event_chain() == ()
+
+    def test_first_call_inside_a_handler_on_a_fresh_bus(self) -> None:
+        """The very first current_event() is asked mid-dispatch: still the right event."""
+        bus = EventBus()
+        seen: list[object] = []
+        bus.subscribe(Ping, lambda e: seen.append((bus.current_event(), bus.event_chain())))
+        event = Ping()
+        bus.publish_sync(event)  # the fast path: nothing tracked yet
+        assert seen == [(event, (event,))]
+        assert bus.current_event() is None
+
+    def test_sync_every_depth(self, make_bus: Callable[..., EventBus]) -> None:
+        """At each nesting depth, before and after publishing, the answer is right."""
+        bus = make_bus()
+        seen: list[tuple[int, str, object, tuple[int, ...]]] = []
+
+        def handler(event: Ping) -> None:
+            chain = tuple(e.n for e in bus.event_chain())
+            seen.append((event.n, "before", bus.current_event(), chain))
+            if event.n < 3:
+                bus.publish_sync(Ping(n=event.n + 1))
+            chain = tuple(e.n for e in bus.event_chain())
+            seen.append((event.n, "after", bus.current_event(), chain))
+
+        events: dict[int, Ping] = {}
+        bus.subscribe(Ping, lambda e: events.setdefault(e.n, e), priority=1)
+        bus.subscribe(Ping, handler)
+        bus.publish_sync(Ping(n=0))
+        expected = [(n, "before", events[n], tuple(range(n + 1))) for n in range(4)]
+        expected += [(n, "after", events[n], tuple(range(n + 1))) for n in reversed(range(4))]
+        assert seen == expected
+        assert bus.current_event() is None
+
+    def test_first_nested_publish_on_a_fresh_bus(self) -> None:
+        """The overlap that switches tracking on: every level sees its own event."""
+        bus = EventBus()
+        seen: list[tuple[str, object]] = []
+        outer, inner = Ping(n=0), Pong(n=1)
+
+        def on_ping(event: Ping) -> None:
+            bus.publish_sync(inner)  # nothing has asked yet: tracking starts here
+            seen.append(("outer-after", bus.current_event()))
+
+        def on_pong(event: Pong) -> None:
+            seen.append(("inner", bus.current_event()))
+            seen.append(("inner-chain", bus.event_chain()))
+
+        bus.subscribe(Ping, on_ping)
+        bus.subscribe(Pong, on_pong)
+        bus.publish_sync(outer)
+        assert seen == [
+            ("inner", inner),
+            ("inner-chain", (outer, inner)),
+            ("outer-after", outer),
+        ]
+        assert bus.current_event() is None
+        # And once more, now that tracking is on for good.
+        seen.clear()
+        bus.publish_sync(outer)
+        assert seen == [
+            ("inner", inner),
+            ("inner-chain", (outer, inner)),
+            ("outer-after", outer),
+        ]
+
+    async def test_async_every_depth(self, make_bus: Callable[..., EventBus]) -> None:
+        """Async and sync handlers under await publish see their own event at each depth."""
+        bus = make_bus()
+        seen: list[tuple[int, str, int | None]] = []
+
+        def number() -> int | None:
+            current = bus.current_event()
+            return current.n if isinstance(current, Ping) else None
+
+        async def handler(event: Ping) -> None:
+            seen.append((event.n, "async-before", number()))
+            await asyncio.sleep(0)  # yield to the loop mid-handler
+            if event.n < 2:
+                await bus.publish(Ping(n=event.n + 1))
+            seen.append((event.n, "async-after", number()))
+
+        bus.subscribe(Ping, lambda e: seen.append((e.n, "sync", number())))
+        bus.subscribe(Ping, handler)
+        await bus.publish(Ping(n=0))
+        assert seen == [
+            (0, "sync", 0),
+            (0, "async-before", 0),
+            (1, "sync", 1),
+            (1, "async-before", 1),
+            (2, "sync", 2),
+            (2, "async-before", 2),
+            (2, "async-after", 2),
+            (1, "async-after", 1),
+            (0, "async-after", 0),
+        ]
+        assert bus.current_event() is None
+
+    async def test_sync_publish_inside_async_handler(
+        self, make_bus: Callable[..., EventBus]
+    ) -> None:
+        """publish_sync from inside an async handler nests under the async event."""
+        bus = make_bus()
+        outer, inner = Ping(), Pong()
+        seen: list[tuple[DomainEvent, ...]] = []
+
+        async def on_ping(event: Ping) -> None:
+            bus.publish_sync(inner)
+            seen.append(bus.event_chain())
+
+        bus.subscribe(Ping, on_ping)
+        bus.subscribe(Pong, lambda e: seen.append(bus.event_chain()))
+        await bus.publish(outer)
+        assert seen == [(outer, inner), (outer,)]
+
+    async def test_concurrent_publishes_each_see_their_own(
+        self, make_bus: Callable[..., EventBus]
+    ) -> None:
+        """Two publishes interleaved on one loop: each handler sees its own event."""
+        bus = make_bus()
+        first, second = Ping(n=1), Ping(n=2)
+        entered = {1: asyncio.Event(), 2: asyncio.Event()}
+        seen: dict[int, list[object]] = {1: [], 2: []}
+
+        async def handler(event: Ping) -> None:
+            seen[event.n].append(bus.current_event())
+            entered[event.n].set()
+            # Both dispatches are now in flight at once, in two tasks.
+            await entered[3 - event.n].wait()
+            seen[event.n].append(bus.current_event())
+            seen[event.n].append(bus.event_chain())
+
+        bus.subscribe(Ping, handler)
+        await asyncio.gather(bus.publish(first), bus.publish(second))
+        assert seen == {1: [first, first, (first,)], 2: [second, second, (second,)]}
+        assert bus.current_event() is None
+
+    async def test_concurrent_handlers(self, make_bus: Callable[..., EventBus]) -> None:
+        """concurrent=True handlers (own tasks) see the event, including nested ones."""
+        bus = make_bus()
+        outer = Ping(n=0)
+        seen: list[tuple[str, tuple[DomainEvent, ...]]] = []
+        nested: list[Pong] = []
+
+        async def worker(event: Ping) -> None:
+            seen.append((f"worker{event.n}", bus.event_chain()))
+            pong = Pong(n=event.n)
+            nested.append(pong)
+            await bus.publish(pong)
+
+        async def on_pong(event: Pong) -> None:
+            seen.append(("pong", bus.event_chain()))
+
+        bus.subscribe(Ping, worker, concurrent=True)
+        bus.subscribe(Ping, worker, concurrent=True)
+        bus.subscribe(Pong, on_pong)
+        await bus.publish(outer)
+        workers = [item for item in seen if item[0].startswith("worker")]
+        pongs = sorted(
+            (item[1] for item in seen if item[0] == "pong"), key=lambda c: nested.index(c[-1])
+        )
+        assert workers == [("worker0", (outer,)), ("worker0", (outer,))]
+        assert pongs == [(outer, pong) for pong in nested]
+        assert bus.current_event() is None
+
+    def test_threads_see_their_own(self, make_bus: Callable[..., EventBus]) -> None:
+        """Two threads dispatching at once each see their own event (thread-local)."""
+        bus = make_bus()
+        both_inside = threading.Barrier(2, timeout=10)
+        seen: dict[int, list[object]] = {1: [], 2: []}
+
+        def handler(event: Ping) -> None:
+            seen[event.n].append(bus.current_event())
+            both_inside.wait()  # both dispatches in flight, one per thread
+            seen[event.n].append(bus.current_event())
+
+        bus.subscribe(Ping, handler)
+        events = {n: Ping(n=n) for n in (1, 2)}
+        threads = [threading.Thread(target=bus.publish_sync, args=(events[n],)) for n in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert seen == {n: [events[n], events[n]] for n in (1, 2)}
+        assert bus.current_event() is None
+
+    def test_separate_buses_do_not_mix(self) -> None:
+        """Context is per bus: another bus's dispatch is not this bus's current event."""
+        bus_a, bus_b = EventBus(), EventBus()
+        seen: list[object] = []
+        bus_a.subscribe(Ping, lambda e: bus_b.publish_sync(Pong()))
+        bus_b.subscribe(Pong, lambda e: seen.append((bus_a.event_chain(), bus_b.current_event())))
+        outer = Ping()
+        bus_a.publish_sync(outer)
+        assert len(seen) == 1
+        chain_a, current_b = seen[0]  # type: ignore[misc]
+        assert chain_a == (outer,)
+        assert isinstance(current_b, Pong)

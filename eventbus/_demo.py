@@ -1,10 +1,82 @@
-"""The ``eventbus demo`` runner (work in progress)."""
+"""``eventbus demo``: simulated account syncs feeding a live SSE dashboard.
+
+The demo is the first-party plugins working together, wired only through the
+public API: `EventBus.load_entry_points` loads them and `EventBus.get_plugin`
+hands back the loaded objects. The core never imports a plugin package: the
+SSE helpers the demo needs (``SignedTokenAuth``, ``demo_app``) are looked up in
+the package of the plugin object the bus loaded (`plugin_api`).
+
+A `Simulator` owns a few users, each with accounts in mixed currencies. On every
+tick it "syncs" one account per user: the balance moves, an
+`AccountBalanceUpdated` is published (and an `AccountHoldingsUpdated` for a
+brokerage account), the net-worth plugin derives `PortfolioNetWorthRecalculated`,
+and the SSE plugin streams all three to that user's browser.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import IO, TYPE_CHECKING, Any, Final, final
+from uuid import UUID
 
-__all__ = ["DemoOptions", "run_demo"]
+from eventbus._bus import EventBus
+from eventbus.events import DomainEvent
+from eventbus.portfolio import (
+    AccountBalanceUpdated,
+    AccountHoldingsUpdated,
+    PortfolioNetWorthRecalculated,
+)
+
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = [
+    "BASE_CURRENCY",
+    "DEMO_RATES",
+    "DemoError",
+    "DemoOptions",
+    "DemoUser",
+    "Simulator",
+    "plugin_api",
+    "run_demo",
+]
+
+_log = logging.getLogger("eventbus.demo")
+
+BASE_CURRENCY: Final = "USD"
+#: Fixed demo exchange rates: units of `BASE_CURRENCY` per unit of each currency.
+DEMO_RATES: Final = {
+    "USD": Decimal(1),
+    "EUR": Decimal("1.08"),
+    "GBP": Decimal("1.27"),
+    "CHF": Decimal("1.13"),
+    "JPY": Decimal("0.0067"),
+}
+
+# (name, home currency, savings currency): every user has a mix.
+_PEOPLE: Final = (
+    ("alice", "USD", "EUR"),
+    ("bruno", "EUR", "CHF"),
+    ("chiyo", "JPY", "USD"),
+    ("dev", "GBP", "EUR"),
+    ("elena", "CHF", "GBP"),
+)
+
+
+class DemoError(Exception):
+    """The demo cannot run: a plugin is missing, the port is taken, ..."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +92,343 @@ class DemoOptions:
     seed: int | None = None
 
 
-def run_demo(options: DemoOptions) -> int:
-    """Run the demo until Ctrl-C or ``options.duration``; return the exit code."""
-    raise NotImplementedError("eventbus demo is being built")
+# ------------------------------------------------------------------- simulation
+
+
+@dataclass(slots=True)
+class _Account:
+    account_id: UUID
+    label: str
+    kind: str  # checking | savings | card | brokerage
+    currency: str
+    opening: Decimal  # the balance the first sync finds
+    balance: Decimal = Decimal(0)
+    holdings: int = 0
+
+
+@dataclass(slots=True)
+class DemoUser:
+    """A simulated user and their accounts."""
+
+    user_id: UUID
+    name: str
+    accounts: list[_Account] = field(default_factory=list)
+
+
+def _money(value: Decimal, currency: str) -> Decimal:
+    # Yen have no minor unit; the others have cents.
+    return value.quantize(Decimal(1) if currency == "JPY" else Decimal("0.01"))
+
+
+@final
+class Simulator:
+    """Users whose accounts change on every `tick`, as a bank sync would report.
+
+    Args:
+        users: How many users to simulate.
+        rng: The random source; seed it for a repeatable run.
+    """
+
+    __slots__ = ("_rng", "users")
+
+    def __init__(self, users: int, rng: random.Random) -> None:
+        self._rng = rng
+        self.users: list[DemoUser] = [self._make_user(i) for i in range(users)]
+
+    def _uuid(self) -> UUID:
+        # Random bits from our own rng (not uuid4), so --seed repeats the ids.
+        return UUID(int=self._rng.getrandbits(128), version=4)
+
+    def _amount(self, low: int, high: int, currency: str) -> Decimal:
+        scale = 150 if currency == "JPY" else 1  # roughly the same value in yen
+        cents = self._rng.randint(low * 100, high * 100) * scale
+        return _money(Decimal(cents) / 100, currency)
+
+    def _make_user(self, i: int) -> DemoUser:
+        name, home, other = _PEOPLE[i % len(_PEOPLE)]
+        if i >= len(_PEOPLE):
+            name = f"{name}{i // len(_PEOPLE) + 1}"
+        amount, uuid = self._amount, self._uuid
+        accounts = [
+            _Account(uuid(), "Checking", "checking", home, amount(800, 6000, home)),
+            _Account(uuid(), "Savings", "savings", other, amount(5000, 40000, other)),
+            _Account(uuid(), "Credit card", "card", home, -amount(50, 1500, home)),
+            _Account(uuid(), "Brokerage", "brokerage", "USD", amount(10000, 90000, "USD")),
+        ]
+        accounts[3].holdings = self._rng.randint(4, 12)
+        return DemoUser(uuid(), name, accounts)
+
+    def opening_sync(self) -> list[DomainEvent]:
+        """Events of each account's first sync: every balance goes from 0 to its opening value."""
+        events: list[DomainEvent] = []
+        for user in self.users:
+            for account in user.accounts:
+                created, account.holdings = account.holdings, 0
+                events.extend(self._sync(user, account, account.opening, created=created))
+        return events
+
+    def tick(self) -> list[DomainEvent]:
+        """Sync one randomly chosen account of every user; return the resulting events."""
+        events: list[DomainEvent] = []
+        for user in self.users:
+            account = self._rng.choice(user.accounts)
+            events.extend(self._sync(user, account, self._next_balance(account)))
+        return events
+
+    def _next_balance(self, account: _Account) -> Decimal:
+        rng, cur, balance = self._rng, account.currency, account.balance
+        if account.kind == "checking":  # salary now and then, spending otherwise
+            change = self._amount(1500, 3000, cur) if rng.random() < 0.05 else None
+            change = change or -self._amount(5, 250, cur)
+        elif account.kind == "savings":  # transfers in, the odd withdrawal
+            change = self._amount(20, 500, cur) * (1 if rng.random() < 0.8 else -1)
+        elif account.kind == "card":  # purchases, and paying the card off
+            pay = rng.random() < 0.1 and balance < 0
+            change = -balance if pay else -self._amount(3, 180, cur)
+        else:  # brokerage: the market moves up to +-1.5%
+            change = _money(balance * Decimal(rng.randint(-150, 150)) / 10000, cur)
+        new = _money(balance + change, cur)
+        if new == balance:  # this sync reports a change, so make it one
+            new += Decimal(1) if cur == "JPY" else Decimal("0.01")
+        return new
+
+    def _sync(
+        self, user: DemoUser, account: _Account, new: Decimal, created: int = 0
+    ) -> list[DomainEvent]:
+        previous, account.balance = account.balance, new
+        events: list[DomainEvent] = [
+            AccountBalanceUpdated.from_change(
+                user_id=user.user_id,
+                account_id=account.account_id,
+                previous_balance=previous,
+                new_balance=new,
+                currency=account.currency,
+            )
+        ]
+        if account.kind == "brokerage":
+            if not created:  # a rebalance: buy something new, sell something old
+                created = self._rng.randint(0, 1)
+            deactivated = self._rng.randint(0, 1) if account.holdings > 1 else 0
+            account.holdings += created - deactivated
+            events.append(
+                AccountHoldingsUpdated(
+                    user_id=user.user_id,
+                    account_id=account.account_id,
+                    holdings_count=account.holdings,
+                    created_count=created,
+                    updated_count=self._rng.randint(0, account.holdings - created),
+                    deactivated_count=deactivated,
+                )
+            )
+        return events
+
+
+# ---------------------------------------------------------------------- plugins
+
+
+def plugin_api(bus: EventBus, name: str, *attrs: str) -> tuple[object, list[Any]]:
+    """Return a loaded plugin and public names from that plugin's own package.
+
+    The core never imports a plugin, so the demo asks the bus for the object it
+    loaded and reads ``attrs`` from the top-level package that defined it.
+
+    Raises:
+        DemoError: The plugin is not loaded, or its package lacks a name.
+    """
+    plugin = bus.get_plugin(name)
+    if plugin is None:
+        raise DemoError(
+            f"the {name!r} plugin is not loaded (is it blocked by EVENTBUS_BLOCK_PLUGINS, "
+            "or is its extra not installed? try: pip install -e '.[sse]')"
+        )
+    package = sys.modules.get(type(plugin).__module__.partition(".")[0])
+    found = []
+    for attr in attrs:
+        if not hasattr(package, attr):
+            raise DemoError(f"the {name!r} plugin's package has no {attr!r}")
+        found.append(getattr(package, attr))
+    return plugin, found
+
+
+def _configure_networth(bus: EventBus) -> None:
+    plugin, _ = plugin_api(bus, "networth")
+    configure = getattr(plugin, "configure", None)
+    if not callable(configure):
+        raise DemoError("the 'networth' plugin has no configure(); cannot set demo rates")
+    configure(base_currency=BASE_CURRENCY, rates=DEMO_RATES)
+
+
+def _token_secret(redis_url: str | None) -> bytes:
+    # Two demo workers on one Redis must accept each other's tokens, so they
+    # derive the same secret from the URL; a lone demo uses a random one.
+    configured = os.environ.get("EVENTBUS_DEMO_SECRET")
+    if configured:
+        return configured.encode()
+    if redis_url:
+        return hashlib.sha256(b"eventbus-demo:" + redis_url.encode()).digest()
+    return secrets.token_bytes(32)
+
+
+# ----------------------------------------------------------------------- runner
+
+
+def _fmt(value: Decimal, currency: str, sign: bool = False) -> str:
+    return f"{value:{'+' if sign else ''},.{0 if currency == 'JPY' else 2}f} {currency}"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    # Bind before starting uvicorn, so a taken port is a clear error, not an exit
+    # from inside the server task.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise DemoError(f"cannot listen on {host}:{port} ({exc.strerror}); try --port") from exc
+    return sock
+
+
+@final
+class _Demo:
+    __slots__ = ("bus", "options", "out", "published", "sim", "stop")
+
+    def __init__(self, options: DemoOptions, out: IO[str]) -> None:
+        self.options = options
+        self.out = out
+        self.bus = EventBus()
+        self.sim = Simulator(options.users, random.Random(options.seed))
+        self.published = 0
+        self.stop = asyncio.Event()
+
+    def _count(self, event: DomainEvent) -> None:
+        self.published += 1
+
+    def _announce(self, event: PortfolioNetWorthRecalculated) -> None:
+        names = {user.user_id: user.name for user in self.sim.users}
+        _log.info(
+            "%-6s net worth %s (%s, %d accounts)",
+            names.get(event.user_id, str(event.user_id)[:8]),
+            _fmt(event.new_net_worth, event.currency),
+            _fmt(event.delta, event.currency, sign=True),
+            event.account_count,
+        )
+
+    async def run(self) -> int:
+        options, bus = self.options, self.bus
+        try:
+            import uvicorn  # noqa: F401  # the sse extra: fail early, with the fix
+        except ImportError as exc:
+            raise DemoError("the demo needs uvicorn: pip install -e '.[sse]'") from exc
+        if options.redis_url:
+            os.environ["EVENTBUS_REDIS_URL"] = options.redis_url  # the bridge's own setting
+        bus.load_entry_points()
+        _configure_networth(bus)
+        sse, (token_auth, demo_app) = plugin_api(bus, "sse", "SignedTokenAuth", "demo_app")
+        broadcaster: Any = getattr(sse, "broadcaster", None)
+        if broadcaster is None:
+            raise DemoError("the 'sse' plugin has no broadcaster")
+        auth = token_auth(_token_secret(options.redis_url or os.environ.get("EVENTBUS_REDIS_URL")))
+        bus.subscribe(DomainEvent, self._count, priority=-(2**31))
+        bus.subscribe(PortfolioNetWorthRecalculated, self._announce, priority=-(2**31))
+
+        sock = _bind(options.host, options.port)
+        ready = asyncio.Event()
+        server = _server(demo_app(broadcaster, auth), ready)
+        async with bus:
+            serving = asyncio.create_task(server.serve(sockets=[sock]))
+            waiting = asyncio.create_task(ready.wait())
+            await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if not ready.is_set():
+                raise DemoError(f"the HTTP server failed to start: {serving.exception()!r}")
+            self._listen_for_signals()
+            for event in self.sim.opening_sync():
+                await bus.publish(event)
+            self._print_urls(auth)
+            simulating = asyncio.create_task(self._simulate())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), options.duration)
+            _log.info("shutting down")
+            simulating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await simulating
+            server.should_exit = True
+        await serving  # the streams ended in the SSE plugin's shutdown hook
+        stats = broadcaster.statistics()
+        self.out.write(
+            f"demo finished: {self.published} events published, "
+            f"{stats.get('frames_sent', 0)} SSE frames sent, "
+            f"{stats.get('dropped_clients', 0)} dropped clients\n"
+        )
+        self.out.flush()
+        return 0
+
+    async def _simulate(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.interval)
+            for event in self.sim.tick():
+                await self.bus.publish(event)
+
+    def _listen_for_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def first(sig: signal.Signals) -> None:
+            # A second Ctrl-C gets the default behaviour: stop at once.
+            loop.remove_signal_handler(sig)
+            self.stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, first, sig)
+
+    def _print_urls(self, auth: Any) -> None:
+        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+        base = f"http://{host}:{self.options.port}"
+        self.out.write(f"eventbus demo: serving {len(self.sim.users)} users on {base}\n")
+        for user in self.sim.users:
+            self.out.write(f"  {user.name:<8} {base}/?token={auth.issue(user.user_id)}\n")
+        until = f"for {self.options.duration:g}s" if self.options.duration else "until Ctrl-C"
+        self.out.write(f"Open a URL in your browser. Running {until}.\n")
+        self.out.flush()
+
+
+def _server(app: Any, ready: asyncio.Event) -> uvicorn.Server:
+    import uvicorn
+
+    class DemoServer(uvicorn.Server):
+        """uvicorn without its own signal handlers (the demo owns Ctrl-C), telling when ready."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            ready.set()
+
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3
+    )
+    return DemoServer(config)
+
+
+def run_demo(options: DemoOptions, out: IO[str] | None = None) -> int:
+    """Run the demo until Ctrl-C or ``options.duration``; return the exit code.
+
+    Args:
+        options: The settings (see ``eventbus demo --help``).
+        out: Where the URLs and the summary line go (default: standard output).
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+        )
+    try:
+        return asyncio.run(_Demo(options, out or sys.stdout).run())
+    except DemoError as exc:
+        _log.error("eventbus demo: %s", exc)
+        return 2

@@ -1,1 +1,15 @@
-"""placeholder"""
+"""eventbus-logging: log every `DomainEvent` on the stdlib logger ``eventbus.events``.
+
+Loaded by ``bus.load_entry_points()`` (entry point ``logging``), or by hand::
+
+    import logging
+    from eventbus_logging import LoggingPlugin
+
+    bus.register_plugin(LoggingPlugin(levels={MyEvent: logging.WARNING}), name="logging")
+
+See `LoggingPlugin` for levels, the ``extra`` fields and the cost when disabled.
+"""
+
+from eventbus_logging._plugin import DEFAULT_LEVELS, LOG_PRIORITY, LOGGER_NAME, LoggingPlugin
+
+__all__ = ["DEFAULT_LEVELS", "LOGGER_NAME", "LOG_PRIORITY", "LoggingPlugin"]

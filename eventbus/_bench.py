@@ -38,6 +38,7 @@ __all__ = [
     "COUNTS",
     "Call",
     "Report",
+    "compile_loop",
     "dispatchers",
     "format_table",
     "noop_handlers",
@@ -197,8 +198,13 @@ def dispatchers(
     return (_async_dispatchers if is_async else _sync_dispatchers)(count, event)
 
 
-def _compile(call: Call, runner: asyncio.Runner) -> Callable[[int], float]:
-    """A function timing ``n`` back-to-back calls (async ones on ``runner``); returns seconds."""
+def compile_loop(call: Call, runner: asyncio.Runner | None = None) -> Callable[[int], object]:
+    """A function making ``n`` back-to-back dispatches with ``call``.
+
+    The call is compiled into the loop (as `timeit` does), so no wrapper call is
+    added to anyone's cost. Async calls are awaited in one coroutine that runs
+    on ``runner`` (required for them).
+    """
     names: dict[str, Any] = {"fn": call.fn, "_repeat": itertools.repeat}
     params = []
     for i, arg in enumerate(call.args):
@@ -214,24 +220,25 @@ def _compile(call: Call, runner: asyncio.Runner) -> Callable[[int], float]:
     else:
         src = f"def body(n):\n    {loop}{expr}\n"
     exec(compile(src, f"<bench {getattr(call.fn, '__qualname__', call.fn)}>", "exec"), names)
-    body = names["body"]
-    clock = time.perf_counter
+    body: Callable[[int], Any] = names["body"]
     if not call.is_async:
+        return body
+    if runner is None:
+        raise ValueError("an async call needs an asyncio.Runner to run on")
+    return lambda n: runner.run(body(n))
 
-        def timed(n: int) -> float:
-            start = clock()
-            body(n)
-            return clock() - start
 
-        return timed
+def _compile(call: Call, runner: asyncio.Runner) -> Callable[[int], float]:
+    """``compile_loop``, timed: returns the seconds ``n`` dispatches took."""
+    body = compile_loop(call, runner)
+    clock = time.perf_counter
 
-    def timed_async(n: int) -> float:
-        coro = body(n)
+    def timed(n: int) -> float:
         start = clock()
-        runner.run(coro)
+        body(n)
         return clock() - start
 
-    return timed_async
+    return timed
 
 
 def _calibrate(timed: Callable[[int], float], min_time: float) -> int:

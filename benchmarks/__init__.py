@@ -1,0 +1,1 @@
+"""The pytest-benchmark suites (``pytest benchmarks``); not part of the unit test run."""

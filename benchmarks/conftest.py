@@ -1,0 +1,76 @@
+"""Shared fixtures of the benchmark suites (``pytest benchmarks``).
+
+Conventions, for every ``benchmarks/test_*.py``:
+
+* Compare, never trust a bare time: put the candidates of one comparison in
+  one ``benchmark.group`` and a baseline next to them, in the same run.
+* A target ratio is asserted by `RatioBook.check`, from the minimum round
+  times of this very run. Under ``--benchmark-disable`` (the CI smoke run:
+  every benchmark executes once) timing targets are skipped, never guessed.
+* Build events and subscribers outside the timed function.
+
+Fixtures (all harmless to suites that do not use them): ``event`` (a realistic `AccountBalanceUpdated`, built once),
+``runner`` (an `asyncio.Runner` for timing async code from sync benchmarks),
+``ratios`` (the session's `RatioBook`) and ``timing`` (``False`` under
+``--benchmark-disable``). Ratios recorded in the book are printed at the end of
+the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from benchmarks.ratios import RatioBook
+from eventbus._bench import sample_event
+from eventbus.portfolio import AccountBalanceUpdated
+
+
+def _timing_enabled(config: pytest.Config) -> bool:
+    return not (
+        config.getoption("benchmark_disable", False) or config.getoption("benchmark_skip", False)
+    )
+
+
+@pytest.fixture(name="timing", scope="session")
+def fixture_timing(pytestconfig: pytest.Config) -> bool:
+    """``False`` under ``--benchmark-disable``: no timing assertions then."""
+    return _timing_enabled(pytestconfig)
+
+
+@pytest.fixture(name="ratios", scope="session")
+def fixture_ratios(pytestconfig: pytest.Config) -> RatioBook:
+    """The session's `RatioBook` (also reachable by the terminal summary)."""
+    book = RatioBook(enabled=_timing_enabled(pytestconfig))
+    pytestconfig.stash[_BOOK] = book
+    return book
+
+
+@pytest.fixture(name="event", scope="session")
+def fixture_event() -> AccountBalanceUpdated:
+    """A realistic balance update, built once, outside every timed loop."""
+    return sample_event()
+
+
+@pytest.fixture(name="runner", scope="session")
+def fixture_runner() -> Iterator[asyncio.Runner]:
+    """An event loop for timing async dispatch from a sync benchmark function."""
+    with asyncio.Runner() as runner:
+        yield runner
+
+
+_BOOK = pytest.StashKey[RatioBook]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Print every ratio checked in this run, pass or fail."""
+    book = config.stash.get(_BOOK, None)
+    if book is None or not book.checked:
+        return
+    terminalreporter.section("eventbus ratios (minimum round times, this run)")
+    for name, ratio, bound, met in book.checked:
+        mark = "ok    " if met else "MISSED"
+        terminalreporter.write_line(f"{mark} {ratio:7.2f}x  {name}  (target {bound})")

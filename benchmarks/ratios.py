@@ -1,0 +1,56 @@
+"""`RatioBook`: the ratios between benchmarks of one run, and the targets on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, final
+
+import pytest
+
+__all__ = ["RatioBook"]
+
+
+@final
+@dataclass
+class RatioBook:
+    """Minimum round times of this run, by name, and the ratios checked between them."""
+
+    enabled: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+    checked: list[tuple[str, float, str, bool]] = field(default_factory=list)
+
+    def record(self, name: str, benchmark: Any, per_round: int = 1) -> None:
+        """Remember ``benchmark``'s fastest round (divided by ``per_round`` operations)."""
+        stats = getattr(benchmark, "stats", None)
+        if self.enabled and stats is not None:
+            self.seconds[name] = stats.stats.min / per_round
+
+    def check(
+        self,
+        numerator: str,
+        denominator: str,
+        *,
+        at_most: float | None = None,
+        at_least: float | None = None,
+    ) -> float:
+        """Assert ``time(numerator) / time(denominator)`` is within the bound; return it.
+
+        Skips when timing is disabled or either side was not measured in this
+        run (for example when selected away with ``-k``).
+        """
+        if not self.enabled:
+            pytest.skip("timing targets are checked only with benchmarks enabled")
+        missing = [n for n in (numerator, denominator) if n not in self.seconds]
+        if missing:
+            pytest.skip(f"not measured in this run: {', '.join(missing)}")
+        ratio = self.seconds[numerator] / self.seconds[denominator]
+        if at_most is not None:
+            bound, met = f"<= {at_most}", ratio <= at_most
+        elif at_least is not None:
+            bound, met = f">= {at_least}", ratio >= at_least
+        else:
+            raise TypeError("check() needs at_most or at_least")
+        name = f"{numerator} / {denominator}"
+        self.checked.append((name, ratio, bound, met))
+        assert met, f"{name} = {ratio:.2f}x, target {bound}"
+        return ratio

@@ -1,0 +1,137 @@
+"""The aggregator's snapshot format: orjson bytes, Decimals as strings (exact).
+
+Layout (version 1)::
+
+    {"format": "eventbus-networth/1",
+     "base_currency": "USD",
+     "users": {"<user uuid>": {
+         "net_worth": "1234.56",
+         "accounts": {"<account uuid>": ["1000.00", "EUR", "1080.0000"]},
+         "recent": ["<event uuid>", ...]}}}
+
+Each account is ``[balance, currency, value in the base currency]``. The value is
+stored, not recomputed, because it was converted at the rate in effect when the
+balance was applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+from uuid import UUID
+
+import orjson
+
+from eventbus.events import EXACT
+from eventbus_networth._rates import check_currency_code
+
+__all__ = ["FORMAT", "UserState", "decode", "encode"]
+
+FORMAT: Final = "eventbus-networth/1"
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """One user's restorable state."""
+
+    net_worth: Decimal
+    accounts: dict[UUID, tuple[Decimal, str, Decimal]]
+    recent: list[UUID]
+
+
+def encode(base_currency: str, users: dict[UUID, UserState]) -> bytes:
+    """Serialise per-user state to bytes."""
+    return orjson.dumps(
+        {
+            "format": FORMAT,
+            "base_currency": base_currency,
+            "users": {
+                str(uid): {
+                    "net_worth": str(state.net_worth),
+                    "accounts": {
+                        str(aid): [str(balance), currency, str(value)]
+                        for aid, (balance, currency, value) in state.accounts.items()
+                    },
+                    "recent": [str(eid) for eid in state.recent],
+                }
+                for uid, state in users.items()
+            },
+        }
+    )
+
+
+def _uuid(raw: Any, where: str) -> UUID:
+    if isinstance(raw, str):
+        try:
+            return UUID(raw)
+        except ValueError:
+            pass
+    raise ValueError(f"{where}: expected a UUID string, got {raw!r}")
+
+
+def _decimal(raw: Any, where: str) -> Decimal:
+    if isinstance(raw, str):
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            pass
+        else:
+            if value.is_finite():
+                return value
+    raise ValueError(f"{where}: expected a finite decimal string, got {raw!r}")
+
+
+def _obj(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected an object, got {type(raw).__name__}")
+    return raw
+
+
+def decode(data: bytes | bytearray | memoryview | str, base_currency: str) -> dict[UUID, UserState]:
+    """Parse and validate snapshot bytes made by `encode`.
+
+    Raises:
+        ValueError: Not a snapshot, a different base currency, or an invalid
+            value; the message names the offending path.
+    """
+    try:
+        root = _obj(orjson.loads(data), "snapshot")
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"snapshot: not valid JSON: {exc}") from exc
+    if root.get("format") != FORMAT:
+        raise ValueError(f"snapshot.format: expected {FORMAT!r}, got {root.get('format')!r}")
+    if root.get("base_currency") != base_currency:
+        raise ValueError(
+            f"snapshot.base_currency: the snapshot is in {root.get('base_currency')!r}, "
+            f"this aggregator in {base_currency!r}"
+        )
+    users: dict[UUID, UserState] = {}
+    for raw_uid, raw_user in _obj(root.get("users"), "snapshot.users").items():
+        at = f"snapshot.users[{raw_uid}]"
+        user = _obj(raw_user, at)
+        accounts: dict[UUID, tuple[Decimal, str, Decimal]] = {}
+        total = Decimal(0)
+        for raw_aid, raw_acc in _obj(user.get("accounts"), f"{at}.accounts").items():
+            where = f"{at}.accounts[{raw_aid}]"
+            if not (isinstance(raw_acc, list) and len(raw_acc) == 3):
+                raise ValueError(f"{where}: expected [balance, currency, value], got {raw_acc!r}")
+            value = _decimal(raw_acc[2], f"{where}[2]")
+            accounts[_uuid(raw_aid, where)] = (
+                _decimal(raw_acc[0], f"{where}[0]"),
+                check_currency_code(raw_acc[1], f"{where}[1]"),
+                value,
+            )
+            total = EXACT.add(total, value)
+        net_worth = _decimal(user.get("net_worth"), f"{at}.net_worth")
+        if net_worth != total:
+            raise ValueError(
+                f"{at}.net_worth: {net_worth} is not the sum of the account values ({total})"
+            )
+        recent = user.get("recent")
+        if not isinstance(recent, list):
+            raise ValueError(f"{at}.recent: expected a list of event ids, got {recent!r}")
+        users[_uuid(raw_uid, at)] = UserState(
+            net_worth, accounts, [_uuid(e, f"{at}.recent") for e in recent]
+        )
+    return users

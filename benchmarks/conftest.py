@@ -66,11 +66,13 @@ _BOOK = pytest.StashKey[RatioBook]()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Print every ratio checked in this run, pass or fail."""
+    """Print every ratio checked in this run, pass or fail, and the notes."""
     book = config.stash.get(_BOOK, None)
-    if book is None or not book.checked:
+    if book is None or not (book.checked or book.notes):
         return
     terminalreporter.section("eventbus ratios (minimum round times, this run)")
     for name, ratio, bound, met in book.checked:
         mark = "ok    " if met else "MISSED"
         terminalreporter.write_line(f"{mark} {ratio:7.2f}x  {name}  (target {bound})")
+    for note in book.notes:
+        terminalreporter.write_line(f"note   {note}")

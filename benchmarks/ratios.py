@@ -1,4 +1,4 @@
-"""`RatioBook`: the ratios between benchmarks of one run, and the targets on them."""
+"""`RatioBook`: the ratios between benchmarks of one run, the targets on them, and notes."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ __all__ = ["RatioBook"]
 @final
 @dataclass
 class RatioBook:
-    """Minimum round times of this run, by name, and the ratios checked between them."""
+    """Minimum round times of this run, by name, and the ratios checked between them.
+
+    ``notes`` holds figures that are not timings (bytes per subscription, ...),
+    printed with the ratios at the end of the run.
+    """
 
     enabled: bool
     seconds: dict[str, float] = field(default_factory=dict)
     checked: list[tuple[str, float, str, bool]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def record(self, name: str, benchmark: Any, per_round: int = 1) -> None:
         """Remember ``benchmark``'s fastest round (divided by ``per_round`` operations)."""
@@ -54,3 +59,9 @@ class RatioBook:
         self.checked.append((name, ratio, bound, met))
         assert met, f"{name} = {ratio:.2f}x, target {bound}"
         return ratio
+
+    def note_ratio(self, label: str, numerator: str, denominator: str) -> None:
+        """Add ``time(numerator) / time(denominator)`` to the notes, if both were measured."""
+        if numerator in self.seconds and denominator in self.seconds:
+            ratio = self.seconds[numerator] / self.seconds[denominator]
+            self.notes.append(f"{ratio:.2f}x  {label}")

@@ -59,6 +59,20 @@ class TestSyncDispatch:
         benchmark.group = f"publish_sync, {count} handlers"
         _bench_call(benchmark, ratios, f"sync {count} {lib}", compile_loop(calls[lib]))
 
+    def test_with_context_tracking(
+        self, benchmark: Any, ratios: RatioBook, event: AccountBalanceUpdated
+    ) -> None:
+        """3 handlers, after ``current_event()`` switched context tracking on for the bus.
+
+        Plugins that ask for the current event (the Redis bridge does) put every
+        later publish on this path.
+        """
+        benchmark.group = "publish_sync, 3 handlers"
+        call = dispatchers(3, event)["eventbus"]
+        bus = call.fn.__self__
+        bus.current_event()
+        _bench_call(benchmark, ratios, "sync 3 eventbus tracked", compile_loop(call))
+
 
 class TestAsyncDispatch:
     """``await publish``: 3 async handlers, and a sync/async mix, against a bare await loop."""
@@ -128,6 +142,14 @@ class TestTargets:
     ) -> None:
         """``publish_sync`` with 3 handlers: 5x faster than blinker and pluggy, 3x than pyee."""
         ratios.check(f"sync 3 {peer}", "sync 3 eventbus", at_least=factor)
+
+    def test_context_tracking_cost(self, ratios: RatioBook) -> None:
+        """Reported, not asserted: ``publish_sync`` with context tracking on, vs the hand loop."""
+        ratios.note_ratio(
+            "publish_sync, 3 handlers, context tracking on / hand loop",
+            "sync 3 eventbus tracked",
+            "sync 3 hand loop",
+        )
 
     def test_no_subscribers_within_3x_dict_get(self, ratios: RatioBook) -> None:
         """No subscribers: at most 3.0x a bare ``dict.get(type(e))``."""

@@ -1,1 +1,36 @@
-"""placeholder"""
+"""eventbus_sse: live per-user event streams over Server-Sent Events.
+
+The ``sse`` plugin feeds a `Broadcaster` from the bus; the broadcaster's
+`Broadcaster.asgi_app` is a plain ASGI app (mount it in any framework) that
+streams each user their own events, with resume, heartbeats and slow-client
+protection. `demo_app` adds a self-contained HTML page. See ``docs/sse.md``.
+
+Example::
+
+    from eventbus import EventBus
+    from eventbus_sse import SSEPlugin, SignedTokenAuth
+
+    bus = EventBus()
+    plugin = SSEPlugin()
+    bus.register_plugin(plugin, name="sse")
+    auth = SignedTokenAuth(secret)
+    app = plugin.broadcaster.asgi_app(authenticate=auth)   # serve with uvicorn
+"""
+
+from eventbus_sse._app import SSEApp
+from eventbus_sse._auth import Authenticate, SignedTokenAuth, token_from_scope
+from eventbus_sse._broadcaster import Broadcaster, Encoder, Subscriber
+from eventbus_sse._demo import demo_app
+from eventbus_sse._plugin import SSEPlugin
+
+__all__ = [
+    "Authenticate",
+    "Broadcaster",
+    "Encoder",
+    "SSEApp",
+    "SSEPlugin",
+    "SignedTokenAuth",
+    "Subscriber",
+    "demo_app",
+    "token_from_scope",
+]

@@ -1,0 +1,160 @@
+"""Authentication for the event stream: the `Authenticate` contract and `SignedTokenAuth`.
+
+An authenticator is any ``async (scope) -> UUID | None``: it reads the ASGI
+scope (headers, query string, cookies) and returns the user the connection
+belongs to, or ``None`` to refuse it with a 401. The stream app has no
+allow-all default.
+
+Browsers' ``EventSource`` cannot set headers, so a token may arrive three ways,
+checked in this order: an ``Authorization: Bearer <token>`` header, a
+``?token=`` query parameter, a cookie (default name ``eventbus_token``). Use
+`token_from_scope` in your own authenticator to get the same behaviour.
+
+`SignedTokenAuth` is a small stdlib (HMAC-SHA256) token scheme for the demo and
+for tests. In production, plug in your session or JWT check instead::
+
+    async def authenticate(scope):
+        token = token_from_scope(scope)
+        session = await sessions.get(token) if token else None
+        return session.user_id if session else None
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import struct
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, Final, final
+from urllib.parse import parse_qs
+from uuid import UUID
+
+__all__ = ["Authenticate", "Scope", "SignedTokenAuth", "query_params", "token_from_scope"]
+
+#: An ASGI connection scope.
+Scope = MutableMapping[str, Any]
+
+#: ``async (scope) -> UUID | None``: who is connecting, or ``None`` for a 401.
+Authenticate = Callable[[Scope], Awaitable[UUID | None]]
+
+DEFAULT_COOKIE: Final = "eventbus_token"
+_PAYLOAD: Final = struct.Struct(">16sQ")  # user UUID, expiry (unix seconds, 0 = never)
+
+
+def query_params(scope: Scope) -> dict[str, list[str]]:
+    """Parse the scope's query string (``keep_blank_values``)."""
+    raw: bytes = scope.get("query_string", b"")
+    return parse_qs(raw.decode("latin-1"), keep_blank_values=True)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
+
+
+def token_from_scope(scope: Scope, cookie: str = DEFAULT_COOKIE) -> str | None:
+    """Return the token a client sent: bearer header, then ``?token=``, then cookie."""
+    auth = _header(scope, b"authorization")
+    if auth is not None:
+        kind, _, value = auth.partition(" ")
+        if kind.lower() == "bearer" and value.strip():
+            return value.strip()
+    tokens = query_params(scope).get("token")
+    if tokens and tokens[0]:
+        return tokens[0]
+    raw_cookie = _header(scope, b"cookie")
+    if raw_cookie:
+        try:
+            jar = SimpleCookie(raw_cookie)
+        except CookieError:
+            return None
+        morsel = jar.get(cookie)
+        if morsel is not None and morsel.value:
+            return morsel.value
+    return None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@final
+class SignedTokenAuth:
+    """HMAC-signed user tokens; an instance is itself an `Authenticate`.
+
+    A token is ``<payload>.<signature>``, both URL-safe base64: the payload
+    holds the user's UUID and an optional expiry, the signature is
+    HMAC-SHA256 over the payload with ``secret``. Tokens are URL- and
+    cookie-safe, so they work in ``?token=``.
+
+    Args:
+        secret: At least 16 bytes of key material; keep it out of the code.
+        cookie: The cookie name checked after the header and query.
+
+    Raises:
+        TypeError: ``secret`` is not bytes.
+        ValueError: ``secret`` is shorter than 16 bytes.
+    """
+
+    __slots__ = ("_cookie", "_key")
+
+    def __init__(self, secret: bytes, *, cookie: str = DEFAULT_COOKIE) -> None:
+        if not isinstance(secret, bytes | bytearray):
+            raise TypeError(f"secret must be bytes, got {type(secret).__name__}")
+        if len(secret) < 16:
+            raise ValueError(f"secret must be at least 16 bytes, got {len(secret)}")
+        self._key = bytes(secret)
+        self._cookie = cookie
+
+    def __repr__(self) -> str:
+        return f"SignedTokenAuth(cookie={self._cookie!r})"  # never the secret
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()
+
+    def issue(self, user_id: UUID, *, ttl: float | None = None) -> str:
+        """Return a token for ``user_id``, valid for ``ttl`` seconds (or forever).
+
+        Raises:
+            TypeError: ``user_id`` is not a UUID.
+            ValueError: ``ttl`` is not positive.
+        """
+        if not isinstance(user_id, UUID):
+            raise TypeError(f"user_id must be a UUID, got {type(user_id).__name__}")
+        if ttl is not None and not ttl > 0:
+            raise ValueError(f"ttl must be positive seconds, got {ttl!r}")
+        expires = 0 if ttl is None else int(time.time() + ttl) + 1
+        payload = _PAYLOAD.pack(user_id.bytes, expires)
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+
+    def verify(self, token: str) -> UUID | None:
+        """Return the user a token was issued for, or ``None`` if it is invalid or expired."""
+        head, sep, tail = token.partition(".")
+        if not sep:
+            return None
+        try:
+            payload, signature = _unb64(head), _unb64(tail)
+        except (binascii.Error, ValueError):
+            return None
+        if len(payload) != _PAYLOAD.size or not hmac.compare_digest(signature, self._sign(payload)):
+            return None
+        user, expires = _PAYLOAD.unpack(payload)
+        if expires and expires < time.time():
+            return None
+        return UUID(bytes=user)
+
+    async def __call__(self, scope: Scope) -> UUID | None:
+        """Authenticate an ASGI connection (bearer header, ``?token=``, cookie)."""
+        token = token_from_scope(scope, self._cookie)
+        return None if token is None else self.verify(token)

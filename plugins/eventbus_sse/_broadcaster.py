@@ -1,0 +1,480 @@
+"""The broadcaster: routes each event, encoded once, to its user's clients.
+
+Routing is one dict lookup (user → tuple of subscribers, replaced on connect and
+disconnect, never copied per event), so the cost of an event depends on its own
+user's clients, not on how many clients are connected in total.
+
+Each client has a bounded queue that the router fills with ``put_nowait``
+semantics only: when it is full, that client is disconnected and counted, and
+it resumes later through ``Last-Event-ID``. The publisher never waits.
+
+Each user also has a ring buffer of recent frames for resume. `connect`
+subscribes first, then computes the replay from the buffer, then marks the
+subscriber so any live frame already covered by the replay is dropped.
+
+**Supplying ids from the event's origin (for the Redis bridge).** Wrap the
+re-publication of an event in `Broadcaster.id_scope`::
+
+    sse = bus.get_plugin("sse")
+    with sse.broadcaster.id_scope(stream_id) if sse else contextlib.nullcontext():
+        await bus.publish(event)
+
+The first streamed frame dispatched inside the scope gets ``stream_id`` as its
+SSE id, later ones (derived events such as ``portfolio.networth.updated``)
+``stream_id.1``, ``stream_id.2``, ... Every worker that reads the same stream
+and runs the same handlers therefore gives the same event the same id, so a
+client may resume on any worker. Events outside any scope get
+``<epoch>-<seq>``, which only the broadcaster that issued them can resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Final, TypeVar, final
+from uuid import UUID
+
+from eventbus import DomainEvent, codec
+from eventbus_sse._frames import Frame, build_frame, check_base_id, new_epoch, reset_frame
+from eventbus_sse._mapping import MappingTable
+
+if TYPE_CHECKING:
+    from eventbus_sse._app import Authenticate, SSEApp
+
+__all__ = ["Broadcaster", "Encoder", "Subscriber"]
+
+_log = logging.getLogger("eventbus.sse")
+
+E = TypeVar("E", bound=DomainEvent)
+
+#: Turns an event into the ``data:`` payload bytes. The default is `eventbus.codec.dumps`.
+Encoder = Callable[[DomainEvent], bytes]
+
+
+@final
+class _IdScope:
+    """The externally supplied id of the event being re-published, plus a derived counter."""
+
+    __slots__ = ("base", "count")
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.count = 0
+
+    def next_id(self) -> str:
+        count = self.count
+        self.count = count + 1
+        return self.base if count == 0 else f"{self.base}.{count}"
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+@final
+class Subscriber:
+    """One connected client: its user, its type filter and its bounded queue.
+
+    Obtained from `Broadcaster.connect`; the ASGI app drives it, and so can any
+    other transport. Always hand it back with `Broadcaster.disconnect`.
+
+    Attributes:
+        user: The authenticated user this client receives events for.
+        types: SSE event names the client asked for, or ``None`` for all.
+        preamble: Frames to send before any live frame: the replay after the
+            client's ``Last-Event-ID``, or a ``stream.reset`` frame.
+        reason: Why the subscriber was closed (``"overflow"``, ``"shutdown"``,
+            ``"disconnected"``), or ``None`` while it is open.
+    """
+
+    __slots__ = (
+        "_after",
+        "_done",
+        "_frames",
+        "_limit",
+        "_waiter",
+        "preamble",
+        "reason",
+        "types",
+        "user",
+    )
+
+    def __init__(self, user: UUID, types: frozenset[str] | None, limit: int) -> None:
+        self.user: Final = user
+        self.types: Final = types
+        self.preamble: list[bytes] = []
+        self.reason: str | None = None
+        self._limit = limit
+        self._frames: deque[Frame] = deque()
+        self._after = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._done: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Subscriber user={self.user} queued={len(self._frames)} reason={self.reason}>"
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting to be sent to this client."""
+        return len(self._frames)
+
+    def _offer(self, frame: Frame) -> bool:
+        """Queue ``frame`` without ever waiting; ``False`` means the queue is full."""
+        frames = self._frames
+        if len(frames) >= self._limit:
+            return False
+        frames.append(frame)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def _close(self, reason: str) -> None:
+        if self.reason is not None:
+            return
+        self.reason = reason
+        self._frames.clear()  # free the memory now, not when the stream task notices
+        for fut in (self._waiter, self._done):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    async def wait_closed(self) -> None:
+        """Return once the broadcaster closed this subscriber (overflow, shutdown)."""
+        if self.reason is None:
+            self._done = asyncio.get_running_loop().create_future()
+            await self._done
+
+    async def next_batch(self, idle: float) -> list[Frame] | None:
+        """Wait up to ``idle`` seconds for frames and take all queued ones.
+
+        Returns:
+            The frames, in order (empty if ``idle`` seconds passed first: time for a
+            heartbeat), or ``None`` once the subscriber is closed.
+        """
+        if not self._frames and self.reason is None:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(idle, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        if self.reason is not None:
+            return None
+        frames = list(self._frames)
+        self._frames.clear()
+        if self._after and frames:
+            # De-duplicate against the replay: seqs only grow, so once a live
+            # frame is past the replay, every later one is too.
+            frames = [f for f in frames if f.seq > self._after]
+            if frames:
+                self._after = 0
+        return frames
+
+
+@final
+class Broadcaster:
+    """Streams mapped events to per-user subscribers, with replay buffers.
+
+    Args:
+        buffer_size: Frames kept per user for ``Last-Event-ID`` resume.
+        queue_size: Frames a client may have pending before it is disconnected.
+        encoder: Encodes an event's ``data:`` payload, once per event. A public
+            hook: wrap `eventbus.codec.dumps` to observe or count encodes.
+
+    Raises:
+        ValueError: ``buffer_size`` is negative or ``queue_size`` is below 1.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_buffer_size",
+        "_buffers",
+        "_closed",
+        "_encode",
+        "_epoch",
+        "_idle",
+        "_loop",
+        "_loop_thread",
+        "_mappings",
+        "_queue_size",
+        "_routes",
+        "_scope",
+        "_seq",
+        "_stats",
+        "_subs",
+    )
+
+    def __init__(
+        self,
+        *,
+        buffer_size: int = 256,
+        queue_size: int = 256,
+        encoder: Encoder = codec.dumps,
+    ) -> None:
+        if not isinstance(buffer_size, int) or buffer_size < 0:
+            raise ValueError(f"buffer_size must be an int >= 0, got {buffer_size!r}")
+        if not isinstance(queue_size, int) or queue_size < 1:
+            raise ValueError(f"queue_size must be an int >= 1, got {queue_size!r}")
+        self._buffer_size = buffer_size
+        self._queue_size = queue_size
+        self._encode = encoder
+        self._epoch = new_epoch()
+        self._mappings = MappingTable()
+        self._routes: dict[UUID, tuple[Subscriber, ...]] = {}
+        self._buffers: dict[UUID, deque[Frame]] = {}
+        self._subs: set[Subscriber] = set()
+        self._seq = 0
+        self._closed = False
+        self._idle: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._scope: ContextVar[_IdScope | None] = ContextVar(f"eventbus_sse_scope_{id(self)}")
+        # frames_encoded, frames_routed, frames_sent, frames_replayed,
+        # dropped_clients, resets_sent, heartbeats_sent: plain ints, loop thread only.
+        self._stats = dict.fromkeys(
+            (
+                "events_encoded",
+                "frames_routed",
+                "frames_sent",
+                "frames_replayed",
+                "dropped_clients",
+                "resets_sent",
+                "heartbeats_sent",
+            ),
+            0,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Broadcaster epoch={self._epoch} clients={len(self._subs)}>"
+
+    # ------------------------------------------------------------------ config
+
+    @property
+    def epoch(self) -> str:
+        """The token in every id this broadcaster assigns; new per instance."""
+        return self._epoch
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose` was called; a closed broadcaster refuses new clients."""
+        return self._closed
+
+    def register_mapping(
+        self,
+        event_cls: type[E],
+        *,
+        name: str | None = None,
+        user: Callable[[E], UUID],
+    ) -> None:
+        """Stream ``event_cls`` (and subclasses) under ``name`` to ``user(event)``.
+
+        Args:
+            event_cls: A `DomainEvent` subclass.
+            name: The SSE event name; defaults to the class's wire name.
+            user: Returns the UUID of the user the event belongs to.
+        """
+        self._mappings.register(event_cls, name=name, user=user)
+
+    def event_names(self) -> frozenset[str]:
+        """Every SSE event name that can be streamed (valid ``types=`` values)."""
+        return self._mappings.names()
+
+    def asgi_app(
+        self,
+        *,
+        authenticate: Authenticate,
+        heartbeat: float = 15.0,
+        retry_ms: int = 3000,
+    ) -> SSEApp:
+        """Build the plain ASGI app that serves this broadcaster's streams.
+
+        Args:
+            authenticate: ``async (scope) -> UUID | None``; required, there is
+                no allow-all default. ``None`` means 401.
+            heartbeat: Seconds between heartbeat comments on an idle stream.
+            retry_ms: The reconnect delay sent to clients in the first frame.
+        """
+        from eventbus_sse._app import SSEApp
+
+        return SSEApp(self, authenticate=authenticate, heartbeat=heartbeat, retry_ms=retry_ms)
+
+    # ---------------------------------------------------------------- publish
+
+    @contextlib.contextmanager
+    def id_scope(self, base_id: str) -> Iterator[None]:
+        """Give frames dispatched inside the block ids derived from ``base_id``.
+
+        For origins that already order their events, such as the Redis bridge
+        (``base_id`` = the stream id). See the module docstring.
+
+        Raises:
+            ValueError: ``base_id`` is not a valid id (see `check_base_id`).
+        """
+        token = self._scope.set(_IdScope(check_base_id(base_id)))
+        try:
+            yield
+        finally:
+            self._scope.reset(token)
+
+    def handle(self, event: DomainEvent) -> None:
+        """The bus handler: encode ``event`` once and route it; safe from any thread.
+
+        Called from a thread other than the broadcaster's loop, the routing is
+        handed to the loop with ``call_soon_threadsafe``, which keeps order.
+        """
+        mapping = self._mappings.resolve(type(event))
+        if mapping is None:
+            return
+        scope = self._scope.get(None)
+        sse_id = None if scope is None else scope.next_id()
+        user = mapping.user(event)
+        payload = self._encode(event)
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            self._route(mapping.name, user, payload, sse_id)
+            return
+        try:
+            loop.call_soon_threadsafe(self._route, mapping.name, user, payload, sse_id)
+        except RuntimeError:  # the loop is closed: nobody can be listening on it
+            self._route(mapping.name, user, payload, sse_id)
+
+    def _route(self, name: str, user: UUID, payload: bytes, sse_id: str | None) -> None:
+        stats = self._stats
+        stats["events_encoded"] += 1
+        seq = self._seq = self._seq + 1
+        if sse_id is None:
+            sse_id = f"{self._epoch}-{seq}"
+        frame = Frame(seq, sse_id, name, build_frame(sse_id, name, payload))
+        buffer = self._buffers.get(user)
+        if buffer is None:
+            buffer = self._buffers[user] = deque(maxlen=self._buffer_size)
+        buffer.append(frame)
+        for sub in self._routes.get(user, ()):
+            if sub.types is None or name in sub.types:
+                if sub._offer(frame):
+                    stats["frames_routed"] += 1
+                else:
+                    stats["dropped_clients"] += 1
+                    _log.warning("SSE client of user %s is too slow: disconnected", user)
+                    self._unroute(sub, "overflow")
+
+    # ---------------------------------------------------------------- clients
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Route on ``loop`` (default: the running loop) from now on."""
+        self._loop = loop or asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    def connect(
+        self,
+        user: UUID,
+        *,
+        types: Iterable[str] | None = None,
+        last_event_id: str | None = None,
+    ) -> Subscriber:
+        """Subscribe a client of ``user``; call on the loop that serves it.
+
+        Subscribes first, then fills `Subscriber.preamble` with the replay of
+        ``user``'s buffered frames after ``last_event_id`` (or a
+        ``stream.reset`` frame when that id is unknown: too old, or from
+        another epoch), then de-duplicates live frames against the replay.
+
+        Raises:
+            RuntimeError: The broadcaster is closed.
+        """
+        if self._closed:
+            raise RuntimeError("the SSE broadcaster is closed")
+        if self._loop is None or self._loop.is_closed():
+            self.bind_loop()
+        sub = Subscriber(user, None if types is None else frozenset(types), self._queue_size)
+        self._subs.add(sub)
+        self._routes[user] = (*self._routes.get(user, ()), sub)
+        if last_event_id:
+            self._replay(sub, last_event_id)
+        return sub
+
+    def _replay(self, sub: Subscriber, last_event_id: str) -> None:
+        frames = list(self._buffers.get(sub.user, ()))
+        start = next(
+            (i for i in range(len(frames) - 1, -1, -1) if frames[i].id == last_event_id), None
+        )
+        if start is None:
+            foreign = last_event_id[:1] == "e" and not last_event_id.startswith(self._epoch + "-")
+            newest = frames[-1] if frames else None
+            sub.preamble = [reset_frame(newest and newest.id, "epoch" if foreign else "stale")]
+            sub._after = newest.seq if newest else 0
+            self._stats["resets_sent"] += 1
+            return
+        replay = frames[start + 1 :]
+        if replay:
+            sub._after = replay[-1].seq
+        types = sub.types
+        sub.preamble = [f.data for f in replay if types is None or f.name in types]
+        self._stats["frames_replayed"] += len(sub.preamble)
+
+    def _unroute(self, sub: Subscriber, reason: str) -> None:
+        subs = self._routes.get(sub.user, ())
+        if sub in subs:
+            rest = tuple(s for s in subs if s is not sub)
+            if rest:
+                self._routes[sub.user] = rest
+            else:
+                del self._routes[sub.user]
+        sub._close(reason)
+
+    def disconnect(self, sub: Subscriber) -> None:
+        """Forget ``sub`` and free its queue; idempotent."""
+        self._unroute(sub, "disconnected")
+        self._subs.discard(sub)
+        if not self._subs and self._idle is not None:
+            self._idle.set()
+
+    def _count_sent(self, frames: int, heartbeats: int = 0) -> None:
+        self._stats["frames_sent"] += frames
+        self._stats["heartbeats_sent"] += heartbeats
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def aclose(self, grace: float = 5.0) -> None:
+        """End every stream cleanly and refuse new clients.
+
+        Waits up to ``grace`` seconds for the streams to send their last
+        bytes and disconnect.
+        """
+        self._closed = True
+        for sub in list(self._subs):
+            self._unroute(sub, "shutdown")
+        if self._subs:
+            self._idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except TimeoutError:
+                _log.warning("%d SSE client(s) still open after %ss", len(self._subs), grace)
+
+    def statistics(self) -> dict[str, int]:
+        """Counters and gauges, in the manner of trio's ``statistics()``.
+
+        Returns:
+            ``clients`` (connected now), ``users`` (with a connected client),
+            ``queued`` (frames waiting in client queues), ``buffered`` (frames
+            in the resume buffers), ``dropped_clients`` (disconnected for being
+            too slow), ``frames_sent`` (frames handed to clients, replays
+            included), ``frames_routed`` (frames put on client queues),
+            ``frames_replayed``, ``events_encoded``, ``resets_sent`` and
+            ``heartbeats_sent``.
+        """
+        return {
+            "clients": len(self._subs),
+            "users": len(self._routes),
+            "queued": sum(s.queued for s in self._subs),
+            "buffered": sum(len(b) for b in self._buffers.values()),
+            **self._stats,
+        }

@@ -1,0 +1,57 @@
+"""The ``sse`` entry point: wires a `Broadcaster` to the bus.
+
+Loading the plugin streams nothing by itself: it subscribes the broadcaster's
+sync handler on `DomainEvent` (so it works under ``publish_sync``, ``publish``
+and ``publish_threadsafe`` alike), and the app serving the streams is built
+and mounted by you::
+
+    bus = EventBus()
+    bus.load_entry_points()
+    sse = bus.get_plugin("sse")
+    app = sse.broadcaster.asgi_app(authenticate=my_authenticate)
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+from eventbus import DomainEvent, EventBus, Subscription, hookimpl
+from eventbus_sse._broadcaster import Broadcaster
+
+__all__ = ["SSEPlugin"]
+
+
+@final
+class SSEPlugin:
+    """Streams the bus's mapped events through `broadcaster`.
+
+    Args:
+        broadcaster: The broadcaster to feed; a default one if omitted.
+
+    Attributes:
+        broadcaster: Build the ASGI app from it (`Broadcaster.asgi_app`).
+    """
+
+    __slots__ = ("_subscription", "broadcaster")
+
+    def __init__(self, broadcaster: Broadcaster | None = None) -> None:
+        self.broadcaster = broadcaster if broadcaster is not None else Broadcaster()
+        self._subscription: Subscription[DomainEvent] | None = None
+
+    def __repr__(self) -> str:
+        return f"SSEPlugin({self.broadcaster!r})"
+
+    @hookimpl
+    def eventbus_register(self, bus: EventBus) -> None:
+        """Subscribe the broadcaster's handler on every `DomainEvent`."""
+        self._subscription = bus.subscribe(DomainEvent, self.broadcaster.handle)
+
+    @hookimpl
+    def eventbus_startup(self, bus: EventBus) -> None:
+        """Route on the bus's loop: events from other threads are handed to it."""
+        self.broadcaster.bind_loop()
+
+    @hookimpl
+    async def eventbus_shutdown(self, bus: EventBus) -> None:
+        """End every open stream cleanly."""
+        await self.broadcaster.aclose()

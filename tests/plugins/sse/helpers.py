@@ -1,0 +1,123 @@
+"""Helpers for the SSE tests: portfolio events, a frame parser for raw streams."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+import httpx
+
+from eventbus.portfolio import (
+    AccountBalanceUpdated,
+    AccountHoldingsUpdated,
+    PortfolioNetWorthRecalculated,
+)
+from eventbus_sse import Broadcaster
+from tests.support import wait_until_async
+
+
+def balance(
+    user: UUID, new: str, previous: str = "0", currency: str = "USD"
+) -> AccountBalanceUpdated:
+    """A balance update for ``user``."""
+    return AccountBalanceUpdated.from_change(
+        user_id=user,
+        account_id=uuid4(),
+        previous_balance=Decimal(previous),
+        new_balance=Decimal(new),
+        currency=currency,
+    )
+
+
+def holdings(user: UUID, count: int = 3) -> AccountHoldingsUpdated:
+    """A holdings update for ``user``."""
+    return AccountHoldingsUpdated(
+        user_id=user,
+        account_id=uuid4(),
+        holdings_count=count,
+        created_count=count,
+        updated_count=0,
+        deactivated_count=0,
+    )
+
+
+def networth(user: UUID, new: str, previous: str = "0") -> PortfolioNetWorthRecalculated:
+    """A net-worth change for ``user``."""
+    prev, value = Decimal(previous), Decimal(new)
+    return PortfolioNetWorthRecalculated(
+        user_id=user,
+        previous_net_worth=prev,
+        new_net_worth=value,
+        delta=value - prev,
+        currency="USD",
+        account_count=1,
+    )
+
+
+# ------------------------------------------------------------------- reading
+
+
+class SSEFrame:
+    """One parsed frame (or comment) as the client saw it."""
+
+    __slots__ = ("comment", "data", "event", "id", "retry")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.event: str | None = None
+        self.data: str | None = None
+        self.retry: int | None = None
+        self.comment: str | None = None
+
+    def __repr__(self) -> str:
+        fields = ("id", "event", "retry", "comment")
+        return "SSEFrame(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in fields) + ")"
+
+
+async def frames(response: httpx.Response) -> AsyncIterator[SSEFrame]:
+    """Parse a text/event-stream body into frames; comments become their own frames."""
+    current = SSEFrame()
+    seen = False
+    async for line in response.aiter_lines():
+        if line == "":
+            if seen:
+                yield current
+            current, seen = SSEFrame(), False
+            continue
+        seen = True
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "":
+            current.comment = value
+        elif field == "id":
+            current.id = value
+        elif field == "event":
+            current.event = value
+        elif field == "data":
+            current.data = value if current.data is None else current.data + "\n" + value
+        elif field == "retry":
+            current.retry = int(value)
+
+
+async def take(
+    stream: AsyncIterator[SSEFrame], count: int, *, events_only: bool = True
+) -> list[SSEFrame]:
+    """Read ``count`` frames (skipping comments and ``retry:`` unless ``events_only`` is off)."""
+    got: list[SSEFrame] = []
+    async with asyncio.timeout(10):
+        async for frame in stream:
+            if events_only and frame.event is None:
+                continue
+            got.append(frame)
+            if len(got) == count:
+                break
+    return got
+
+
+async def clients_become(broadcaster: Broadcaster, count: int) -> None:
+    """Wait until ``broadcaster`` has exactly ``count`` connected clients."""
+    await wait_until_async(
+        lambda: broadcaster.statistics()["clients"] == count, what=f"{count} SSE clients"
+    )

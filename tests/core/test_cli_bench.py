@@ -1,0 +1,152 @@
+"""The ``eventbus bench`` command: table, ``--json``, ``--plot``, and its failure modes.
+
+Runs use ``--quick`` (two rounds of tiny samples) so they take about a second;
+the numbers are meaningless then, and nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventbus.cli import main
+
+LIBRARIES = {"eventbus", "hand loop", "dict.get", "blinker", "pluggy", "pyee", "await loop"}
+
+
+@pytest.fixture(name="quick_run", scope="module")
+def fixture_quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, str, Path]:
+    """One quick run with ``--json`` and ``--plot``: (exit code, stdout, stderr, directory)."""
+    out = tmp_path_factory.mktemp("bench")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(
+            [
+                "bench",
+                "--quick",
+                "--json",
+                str(out / "bench.json"),
+                "--plot",
+                str(out / "bench.png"),
+            ]
+        )
+    return code, stdout.getvalue(), stderr.getvalue(), out
+
+
+class TestTable:
+    """The printed table of ratios."""
+
+    def test_exit_code_zero(self, quick_run: tuple[int, str, str, Path]) -> None:
+        """A quick run succeeds."""
+        assert quick_run[0] == 0
+
+    def test_table_has_every_case_and_peer(self, quick_run: tuple[int, str, str, Path]) -> None:
+        """One row per case; one column per peer; the targets are listed."""
+        out = quick_run[1]
+        header = out.splitlines()[0]
+        for column in ("eventbus / floor", "eventbus / dict.get", "blinker / eventbus"):
+            assert column in header
+        assert "pluggy / eventbus" in header
+        assert "pyee / eventbus" in header
+        counts = [line.split()[1] for line in out.splitlines() if line.startswith("publish_sync ")]
+        assert counts == ["0", "1", "3", "10"]
+        assert any(line.split()[:3] == ["await", "publish", "3"] for line in out.splitlines())
+        assert "Targets:" in out
+        assert "at most 2.0x hand loop" in out
+
+    def test_progress_goes_to_stderr(self, quick_run: tuple[int, str, str, Path]) -> None:
+        """The progress bar is drawn on stderr, never mixed into the table."""
+        assert "eventbus bench" in quick_run[2]
+        assert "eventbus bench:" not in quick_run[1]
+
+
+class TestJson:
+    """``--json PATH`` writes the same numbers."""
+
+    @pytest.fixture(name="doc")
+    def fixture_doc(self, quick_run: tuple[int, str, str, Path]) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((quick_run[3] / "bench.json").read_text())
+        return data
+
+    def test_schema(self, doc: dict[str, Any]) -> None:
+        """Top-level keys, and the fields of results, rows and targets."""
+        assert set(doc) == {"meta", "results", "rows", "targets"}
+        assert {"python", "cpu", "platform", "rounds", "min_time_s"} <= set(doc["meta"])
+        for result in doc["results"]:
+            assert set(result) == {"case", "handlers", "library", "ns_per_call"}
+            assert result["ns_per_call"] > 0
+        for row in doc["rows"]:
+            assert {"case", "handlers", "floor", "vs_floor", "vs_dict_get"} <= set(row)
+            assert {"blinker_slower", "pluggy_slower", "pyee_slower"} <= set(row)
+        for target in doc["targets"]:
+            assert set(target) == {"target", "ratio", "limit", "met"}
+            assert isinstance(target["met"], bool)
+
+    def test_every_library_and_count(self, doc: dict[str, Any]) -> None:
+        """Every library is measured, the sync ones at 0, 1, 3 and 10 handlers."""
+        assert {r["library"] for r in doc["results"]} == LIBRARIES
+        sync = {(r["library"], r["handlers"]) for r in doc["results"] if r["case"] == "sync"}
+        for lib in ("eventbus", "hand loop", "blinker", "pluggy", "pyee"):
+            assert {(lib, n) for n in (0, 1, 3, 10)} <= sync
+
+    def test_rows_match_results(self, doc: dict[str, Any]) -> None:
+        """A row's ratio is the quotient of the two results it names."""
+        ns = {(r["case"], r["handlers"], r["library"]): r["ns_per_call"] for r in doc["results"]}
+        row = next(r for r in doc["rows"] if r["case"] == "publish_sync" and r["handlers"] == 3)
+        assert row["vs_floor"] == pytest.approx(
+            ns["sync", 3, "eventbus"] / ns["sync", 3, "hand loop"]
+        )
+        assert row["pluggy_slower"] == pytest.approx(
+            ns["sync", 3, "pluggy"] / ns["sync", 3, "eventbus"]
+        )
+
+
+class TestPlot:
+    """``--plot PATH`` draws a PNG, or explains the missing extra."""
+
+    def test_png_written(self, quick_run: tuple[int, str, str, Path]) -> None:
+        """The file exists and is a PNG."""
+        data = (quick_run[3] / "bench.png").read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        assert len(data) > 10_000
+
+    def test_missing_matplotlib_is_a_friendly_error(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """Without matplotlib: exit code 2, the extra named, no measuring and no traceback."""
+        monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an absent package looks like
+        code = main(["bench", "--quick", "--no-progress", "--plot", str(tmp_path / "x.png")])
+        err = capsys.readouterr()
+        assert code == 2
+        assert "pip install 'eventbus[bench]'" in err.err
+        assert err.out == ""
+        assert not (tmp_path / "x.png").exists()
+
+
+class TestArguments:
+    """Argument checking and lazy imports."""
+
+    @pytest.mark.parametrize("args", [["--rounds", "0"], ["--min-time", "-1"]])
+    def test_non_positive_settings_rejected(
+        self, args: list[str], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """``--rounds`` and ``--min-time`` must be positive; argparse names the option."""
+        with pytest.raises(SystemExit) as exc:
+            main(["bench", *args])
+        assert exc.value.code == 2
+        assert args[0] in capsys.readouterr().err
+
+    def test_cli_import_does_not_load_the_benchmark(self) -> None:
+        """``eventbus plugins`` stays fast: importing the CLI leaves the bench module unloaded."""
+        probe = "import sys, eventbus.cli; print('eventbus._bench' in sys.modules)"
+        result = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+        )
+        assert result.stdout.strip() == "False"

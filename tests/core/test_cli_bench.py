@@ -67,6 +67,21 @@ class TestTable:
         assert "eventbus bench:" not in quick_run[1]
 
 
+class TestProgress:
+    """The progress display without tqdm."""
+
+    def test_plain_counter_without_tqdm(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Without tqdm a plain ``done/total`` counter goes to stderr, ending at the total."""
+        monkeypatch.setitem(sys.modules, "tqdm", None)  # what an absent package looks like
+        assert main(["bench", "--quick"]) == 0
+        err = capsys.readouterr().err
+        last = err.strip().split("\r")[-1]
+        done, total = last.removeprefix("eventbus bench: ").removesuffix(" samples").split("/")
+        assert done == total
+
+
 class TestJson:
     """``--json PATH`` writes the same numbers."""
 

@@ -1,0 +1,145 @@
+"""Resume through Last-Event-ID: replay without gap or duplicate, and stream.reset."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from eventbus import EventBus
+from eventbus_sse import Broadcaster, SignedTokenAuth, SSEPlugin
+from tests.plugins.sse.conftest import Serve
+from tests.plugins.sse.helpers import balance, clients_become, frames, take
+from tests.support import wait_until_async
+
+
+def event_ids(got: list) -> list[str]:  # type: ignore[type-arg]
+    """The codec event ids carried by frames, in order."""
+    return [json.loads(f.data)["event_id"] for f in got]
+
+
+class TestResume:
+    """Reconnecting with the last id seen continues exactly where the client left."""
+
+    async def test_header_resume_while_events_keep_flowing(
+        self, auth: SignedTokenAuth, serve: Serve, client: httpx.AsyncClient
+    ) -> None:
+        """Events published during the reconnect are replayed: nothing missing, nothing twice."""
+        broadcaster = Broadcaster(buffer_size=4096, queue_size=4096)
+        bus = EventBus(raise_errors=True)
+        bus.register_plugin(SSEPlugin(broadcaster), name="sse")
+        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
+        user, total = uuid4(), 400
+        published: list[str] = []
+        params = {"token": auth.issue(user)}
+
+        async def publisher() -> None:
+            for i in range(total):
+                event = balance(user, str(i))
+                published.append(str(event.event_id))
+                bus.publish_sync(event)
+                await asyncio.sleep(0)  # let the loop serve the clients between events
+
+        received = []
+        async with client.stream("GET", url, params=params) as response:
+            stream = frames(response)
+            await clients_become(broadcaster, 1)
+            task = asyncio.create_task(publisher())
+            received += await take(stream, 50)
+        # Disconnected: the publisher is still going. Reconnect from the last id.
+        await clients_become(broadcaster, 0)
+        headers = {"Last-Event-ID": received[-1].id or ""}
+        async with client.stream("GET", url, params=params, headers=headers) as response:
+            stream = frames(response)
+            await wait_until_async(lambda: len(published) > 60, what="events during reconnect")
+            await task
+            received += await take(stream, total - 50)
+        assert task.done()
+        assert event_ids(received) == published
+        assert len({f.id for f in received}) == total
+        assert broadcaster.statistics()["frames_replayed"] > 0
+
+    async def test_query_parameter_resume(
+        self,
+        bus: EventBus,
+        broadcaster: Broadcaster,
+        auth: SignedTokenAuth,
+        serve: Serve,
+        client: httpx.AsyncClient,
+    ) -> None:
+        """lastEventId= works like the header, for clients that cannot set it."""
+        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
+        user = uuid4()
+        events = [balance(user, str(i)) for i in range(5)]
+        for event in events:
+            bus.publish_sync(event)
+        # Ids count up from 1 per broadcaster: the second event's is <epoch>-2.
+        params = {"token": auth.issue(user), "lastEventId": f"{broadcaster.epoch}-2"}
+        async with client.stream("GET", url, params=params) as response:
+            got = await take(frames(response), 3)
+        assert event_ids(got) == [str(e.event_id) for e in events[2:]]
+
+
+class TestReset:
+    """An id the server cannot resume from gets a stream.reset, then live events."""
+
+    @pytest.mark.parametrize("which", ["too-old", "foreign-epoch"])
+    async def test_reset_then_live(
+        self, which: str, auth: SignedTokenAuth, serve: Serve, client: httpx.AsyncClient
+    ) -> None:
+        """stream.reset names the reason, carries the newest id, and live frames follow."""
+        broadcaster = Broadcaster(buffer_size=4)
+        bus = EventBus(raise_errors=True)
+        bus.register_plugin(SSEPlugin(broadcaster), name="sse")
+        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
+        user = uuid4()
+        for i in range(10):
+            bus.publish_sync(balance(user, str(i)))
+        last_id = {
+            "too-old": f"{broadcaster.epoch}-1",  # evicted from the 4-frame buffer
+            "foreign-epoch": "e0123456789a-9",  # a previous process's id
+        }[which]
+        newest = f"{broadcaster.epoch}-10"
+        params = {"token": auth.issue(user)}
+        async with client.stream(
+            "GET", url, params=params, headers={"Last-Event-ID": last_id}
+        ) as response:
+            stream = frames(response)
+            (reset,) = await take(stream, 1)
+            live = balance(user, "99")
+            bus.publish_sync(live)
+            (frame,) = await take(stream, 1)
+        assert reset.event == "stream.reset"
+        assert json.loads(reset.data or "") == {
+            "reason": "stale" if which == "too-old" else "epoch"
+        }
+        assert reset.id == newest
+        assert event_ids([frame]) == [str(live.event_id)]
+        # The reset's id is resumable: reconnecting with it replays what followed.
+        async with client.stream(
+            "GET", url, params=params, headers={"Last-Event-ID": newest}
+        ) as response:
+            (again,) = await take(frames(response), 1)
+        assert again.event == "portfolio.balance.updated"
+        assert event_ids([again]) == [str(live.event_id)]
+        assert broadcaster.statistics()["resets_sent"] == 1
+
+    async def test_reset_with_empty_buffer_clears_the_id(
+        self,
+        broadcaster: Broadcaster,
+        auth: SignedTokenAuth,
+        serve: Serve,
+        client: httpx.AsyncClient,
+    ) -> None:
+        """With nothing buffered, the reset's empty id tells the browser to forget the stale one."""
+        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
+        headers = {"Last-Event-ID": "e0123456789a-3"}
+        async with client.stream(
+            "GET", url, params={"token": auth.issue(uuid4())}, headers=headers
+        ) as response:
+            (reset,) = await take(frames(response), 1)
+        assert reset.event == "stream.reset"
+        assert reset.id == ""

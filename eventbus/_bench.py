@@ -367,7 +367,7 @@ def run(*, rounds: int = 15, min_time: float = 0.004, progress: bool = True) -> 
 
 def _rows(report: Report) -> list[dict[str, Any]]:
     rows = []
-    cases = sorted({(case, count) for case, count, _ in report.ns}, key=lambda c: (c[0], c[1]))
+    cases = sorted({(c, n) for c, n, _ in report.ns}, key=lambda c: (c[0] != "sync", c[1]))
     for case, count in cases:
         floor = AWAIT_LOOP if case == "async" else HAND
         row: dict[str, Any] = {
@@ -399,7 +399,8 @@ def format_table(report: Report) -> str:
         body.append(cells)
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
     lines = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in [head, *body]
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in [head, *body]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")

@@ -117,7 +117,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         except ImportError as exc:  # fail before spending a minute measuring
             sys.stderr.write(f"eventbus bench: {exc}\n")
             return 2
-    rounds, min_time = (2, 0.0002) if args.quick else (args.rounds, args.min_time)
+    rounds, min_time = (2, 0.001) if args.quick else (args.rounds, args.min_time)
     report = _bench.run(rounds=rounds, min_time=min_time, progress=not args.no_progress)
     print(_bench.format_table(report))
     if args.json:

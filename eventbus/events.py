@@ -164,7 +164,12 @@ def event_type(name: str) -> Callable[[type[E]], type[E]]:
             raise TypeError(f"@event_type({name!r}) needs a dataclass subclass of DomainEvent")
         with _registry_lock:
             old = _by_name.get(name)
-            if old is not None and old.__qualname__ != cls.__qualname__:
+            # Same module and qualname: the same class re-created (a module reload).
+            same = old is not None and (old.__module__, old.__qualname__) == (
+                cls.__module__,
+                cls.__qualname__,
+            )
+            if old is not None and not same:
                 raise ValueError(
                     f"event wire name {name!r} is already used by "
                     f"{old.__module__}.{old.__qualname__}"

@@ -78,32 +78,24 @@ class TestAsyncDispatch:
     """``await publish``: 3 async handlers, and a sync/async mix, against a bare await loop."""
 
     @pytest.mark.parametrize("lib", ["await loop", "eventbus"])
-    def test_three_async_handlers(
+    @pytest.mark.parametrize("scenario", ["async 3", "mixed"])
+    def test_await_publish(
         self,
         benchmark: Any,
         ratios: RatioBook,
         event: AccountBalanceUpdated,
         runner: asyncio.Runner,
+        scenario: str,
         lib: str,
     ) -> None:
-        """One ``await`` dispatch to 3 async no-op handlers."""
-        benchmark.group = "await publish, 3 async handlers"
-        call = dispatchers(3, event, is_async=True)[lib]
-        _bench_call(benchmark, ratios, f"async 3 {lib}", compile_loop(call, runner))
-
-    @pytest.mark.parametrize("lib", ["await loop", "eventbus"])
-    def test_sync_and_async_mix(
-        self,
-        benchmark: Any,
-        ratios: RatioBook,
-        event: AccountBalanceUpdated,
-        runner: asyncio.Runner,
-        lib: str,
-    ) -> None:
-        """One ``await`` dispatch to 2 sync and 2 async handlers, interleaved."""
-        benchmark.group = "await publish, 2 sync + 2 async handlers"
-        call = mixed_async_calls(event)[lib]
-        _bench_call(benchmark, ratios, f"mixed {lib}", compile_loop(call, runner))
+        """One ``await`` dispatch: to 3 async handlers, or to 2 sync and 2 async interleaved."""
+        if scenario == "async 3":
+            benchmark.group = "await publish, 3 async handlers"
+            call = dispatchers(3, event, is_async=True)[lib]
+        else:
+            benchmark.group = "await publish, 2 sync + 2 async handlers"
+            call = mixed_async_calls(event)[lib]
+        _bench_call(benchmark, ratios, f"{scenario} {lib}", compile_loop(call, runner))
 
 
 class TestPlanShapes:

@@ -87,7 +87,13 @@ class DomainEvent:
         if when.tzinfo is None or when.utcoffset() is None:
             _fail(self, "occurred_at", "must be timezone-aware (naive datetimes are ambiguous)")
         if when.utcoffset():
-            object.__setattr__(self, "occurred_at", when.astimezone(UTC))
+            try:
+                when = when.astimezone(UTC)
+            except OverflowError:  # e.g. 0001-01-01T00:00+05:00 has no UTC equivalent
+                raise InvalidEventError(
+                    type(self).__name__, "occurred_at", f"is out of range in UTC: {when}"
+                ) from None
+            object.__setattr__(self, "occurred_at", when)
 
 
 # --------------------------------------------------------------------- validators

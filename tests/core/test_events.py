@@ -213,9 +213,7 @@ class TestFromChange:
         )
         assert event.delta == Decimal(delta)
         assert event.delta == EXACT.subtract(Decimal(new), Decimal(previous))
-        assert event.previous_balance + event.delta == event.new_balance or (
-            EXACT.add(event.previous_balance, event.delta) == event.new_balance
-        )
+        assert EXACT.add(event.previous_balance, event.delta) == event.new_balance
 
     def test_rounded_delta_rejected(self) -> None:
         """A delta computed with the default (28-digit) context is refused as wrong."""
@@ -282,6 +280,20 @@ class TestIdsAndTimestamps:
         assert event.occurred_at == local
         assert event.occurred_at.utcoffset() == timedelta(0)
         assert event.occurred_at.hour == 4
+
+    @pytest.mark.parametrize(
+        "when",
+        [
+            datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+            datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-5))),
+        ],
+        ids=["before-year-1-in-utc", "after-year-9999-in-utc"],
+    )
+    def test_timestamp_without_utc_equivalent(self, when: datetime) -> None:
+        """A timestamp that overflows when converted to UTC is an InvalidEventError."""
+        with pytest.raises(InvalidEventError) as info:
+            balance(occurred_at=when)
+        assert info.value.field == "occurred_at"
 
     def test_explicit_ids_kept(self) -> None:
         """An explicit event_id (e.g. a decoded event) is kept as given."""

@@ -80,6 +80,14 @@ def sample_event() -> AccountBalanceUpdated:
     )
 
 
+def _noop(event: object) -> None:
+    return None
+
+
+async def _async_noop(event: object) -> None:
+    return None
+
+
 def noop_handlers(count: int, *, is_async: bool = False) -> list[Callable[[Any], Any]]:
     """``count`` distinct no-op one-argument handlers.
 
@@ -87,20 +95,8 @@ def noop_handlers(count: int, *, is_async: bool = False) -> list[Callable[[Any],
     suits every library: blinker calls ``receiver(sender)`` (the event is sent
     as the sender), pluggy ``impl(event)``, pyee ``listener(event)``.
     """
-
-    def make_sync() -> Callable[[Any], Any]:
-        def handler(event: object) -> None:
-            return None
-
-        return handler
-
-    def make_async() -> Callable[[Any], Any]:
-        async def handler(event: object) -> None:
-            return None
-
-        return handler
-
-    return [make_async() if is_async else make_sync() for _ in range(count)]
+    proto = _async_noop if is_async else _noop
+    return [types.FunctionType(proto.__code__, proto.__globals__, f"noop{i}") for i in range(count)]
 
 
 @final
@@ -383,6 +379,11 @@ def _rows(report: Report) -> list[dict[str, Any]]:
     return rows
 
 
+_LEGEND: Final = (
+    "Lower is better for 'eventbus / ...'; 'peer / eventbus' is how many times faster eventbus is."
+)
+
+
 def _fmt(value: float | None, suffix: str = "x") -> str:
     return "-" if value is None else f"{value:.2f}{suffix}"
 
@@ -403,20 +404,15 @@ def format_table(report: Report) -> str:
         for line in [head, *body]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("")
-    lines.append(
-        "Lower is better for 'eventbus / ...'; 'peer / eventbus' is how many times faster eventbus is."
-    )
-    lines.append("")
-    lines.append("Targets:")
+    lines += ["", _LEGEND, "", "Targets:"]
     for target in report.targets():
         mark = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
         lines.append(f"  {mark:<12} {_fmt(target['ratio']):>7}  {target['target']}")
     meta = report.meta
-    lines.append("")
-    lines.append(
-        f"Python {meta['python']} on {meta['cpu']}; min of {meta['rounds']} interleaved rounds."
-    )
+    lines += [
+        "",
+        f"Python {meta['python']} on {meta['cpu']}; min of {meta['rounds']} interleaved rounds.",
+    ]
     return "\n".join(lines)
 
 

@@ -231,52 +231,85 @@ class EventBus(ContextMethods, PluginMethods):
             if _PUBLISHED:
                 signals._send(signals.event_published, self, event=event, handlers=0, elapsed_ns=0)
             return
-        if self._inflight or _COMPLETED or _PUBLISHED:  # _inflight > 0 also while tracking
-            self._dispatch_tracked(event, plan)
+        if _COMPLETED or _PUBLISHED:
+            self._dispatch_instrumented(event, plan)
             return
-        # The fast path: an in-flight count (so overlap is noticed), the loop.
-        self._inflight += 1
+        # The two hot paths below share their loop body on purpose: a helper
+        # call per publish would cost more than a handler call (module _context).
         errors = None
-        try:
-            for handler in plan:
-                try:
-                    handler(event)
-                except Exception as exc:
-                    errors = self._failed(event, handler, exc, errors)
-        finally:
-            self._inflight -= 1
+        if self._gate:
+            # Tracked: this thread's stack, guarded against cycles.
+            stack = self._tls.stack
+            if not stack:
+                stack.room = self._sync_room()
+            if len(stack) >= stack.room:
+                self._refuse(event)
+            stack.append(event)
+            try:
+                for handler in plan:
+                    try:
+                        handler(event)
+                    except Exception as exc:
+                        errors = self._failed(event, handler, exc, errors)
+            finally:
+                stack.pop()
+        else:
+            counter = self._untracked_var.get()
+            if counter is None or counter.n:
+                self._first_or_nested(event)
+                return
+            # The fast path: count it (so nesting is noticed), run the loop.
+            counter.n += 1
+            try:
+                for handler in plan:
+                    try:
+                        handler(event)
+                    except Exception as exc:
+                        errors = self._failed(event, handler, exc, errors)
+            finally:
+                counter.n -= 1
         if errors:
             self._raise_group(event, errors)
 
-    def _dispatch_tracked(self, event: DomainEvent, plan: _SyncPlan) -> None:
-        if self._inflight and not self._tracking:
-            self._track()  # overlap seen: track from now on (module _context)
-        tracking = self._tracking
-        if tracking:
-            stack = self._ctx.stack
-            self._check_depth(event, len(stack) + len(self._ctx.chain_var.get()))
+    def _first_or_nested(self, event: DomainEvent) -> None:
+        # First publish in this context: create its counter. A publish while
+        # another is in flight here: a handler is publishing, so track from now on.
+        if self._untracked().n:
+            self._gate = 1
+        self.publish_sync(event)
+
+    def _dispatch_instrumented(self, event: DomainEvent, plan: _SyncPlan) -> None:
+        counter = self._untracked()
+        if counter.n:
+            self._gate = 1
+        tracked = bool(self._gate)
+        if tracked:
+            stack = self._tls.stack
+            if not stack:
+                stack.room = self._sync_room()
+            if len(stack) >= stack.room:
+                self._refuse(event)
             stack.append(event)
-            self._tracked += 1
-        self._inflight += 1
+        else:
+            counter.n += 1
         errors = None
         timed = bool(_COMPLETED)
         start = time.perf_counter_ns()
         try:
             for handler in plan:
-                t0 = time.perf_counter_ns() if timed else 0
+                t0 = time.perf_counter_ns()
                 try:
                     handler(event)
                 except Exception as exc:
                     errors = self._failed(event, handler, exc, errors)
                 else:
-                    if timed and _COMPLETED:
-                        elapsed = time.perf_counter_ns() - t0
-                        self._completed(event, handler, elapsed)
+                    if timed:
+                        self._completed(event, handler, time.perf_counter_ns() - t0)
         finally:
-            self._inflight -= 1
-            if tracking:
-                self._tracked -= 1
+            if tracked:
                 stack.pop()
+            else:
+                counter.n -= 1
         if _PUBLISHED:
             elapsed = time.perf_counter_ns() - start
             signals._send(
@@ -297,11 +330,15 @@ class EventBus(ContextMethods, PluginMethods):
             ExceptionGroup: Only with ``raise_errors=True``: the handler failures.
         """
         plan = self._async_plans.get(type(event))
-        if plan is None or self._inflight or _COMPLETED or _PUBLISHED:
-            await self._publish_tracked(event, plan)
+        if plan is None or self._gate or _COMPLETED or _PUBLISHED:
+            await self._publish_slow(event, plan)
             return
-        # The fast path (see publish_sync): no concurrent handlers, no overlap.
-        self._inflight += 1
+        counter = self._untracked_var.get()
+        if counter is None or counter.n:
+            await self._publish_slow(event, plan)
+            return
+        # The fast path (see publish_sync): no concurrent handlers, no nesting.
+        counter.n += 1
         errors = None
         try:
             for handler, is_async in plan:
@@ -313,11 +350,11 @@ class EventBus(ContextMethods, PluginMethods):
                 except Exception as exc:
                     errors = self._failed(event, handler, exc, errors)
         finally:
-            self._inflight -= 1
+            counter.n -= 1
         if errors:
             self._raise_group(event, errors)
 
-    async def _publish_tracked(self, event: DomainEvent, plan: _AsyncPlan | None) -> None:
+    async def _publish_slow(self, event: DomainEvent, plan: _AsyncPlan | None) -> None:
         if plan is None:
             plan = self._compile_async(type(event))
         if self._loop is None:
@@ -326,15 +363,19 @@ class EventBus(ContextMethods, PluginMethods):
             if _PUBLISHED:
                 signals._send(signals.event_published, self, event=event, handlers=0, elapsed_ns=0)
             return
-        if self._inflight and not self._tracking:
-            self._track()
+        counter = self._untracked()
+        if counter.n:
+            self._gate = 1
         token = None
-        if self._tracking:
-            chain = self._ctx.chain_var.get()
-            self._check_depth(event, len(chain) + len(self._ctx.stack))
-            token = self._ctx.chain_var.set((*chain, event))
-            self._tracked += 1
-        self._inflight += 1
+        counted = False
+        if self._gate:
+            chain = self._chain_var.get()
+            if len(chain) + len(self._tls.stack) + counter.n >= self.max_depth:
+                self._refuse(event)
+            token = self._chain_var.set((*chain, event))
+        else:
+            counter.n += 1
+            counted = True
         errors: list[Exception] | None = None
         tasks: list[tuple[Callable[[Any], Any], asyncio.Task[Any]]] = []
         timed = bool(_COMPLETED)
@@ -351,9 +392,10 @@ class EventBus(ContextMethods, PluginMethods):
                         if token is None:
                             # A task copies the context when created, so the chain
                             # must be set first for current_event() inside it.
-                            self._track()
-                            token = self._ctx.chain_var.set((*self._ctx.chain_var.get(), event))
-                            self._tracked += 1
+                            self._gate = 1
+                            token = self._chain_var.set((*self._chain_var.get(), event))
+                            counter.n -= 1  # now tracked, not untracked
+                            counted = False
                         tasks.append((handler, asyncio.ensure_future(handler(event))))
                         continue
                 except Exception as exc:
@@ -366,10 +408,10 @@ class EventBus(ContextMethods, PluginMethods):
         finally:
             for _, task in tasks:
                 task.cancel()  # no-op for finished tasks; stops orphans if we were cancelled
-            self._inflight -= 1
+            if counted:
+                counter.n -= 1
             if token is not None:
-                self._tracked -= 1
-                self._ctx.chain_var.reset(token)
+                self._chain_var.reset(token)
         if _PUBLISHED:
             signals._send(
                 signals.event_published,
@@ -472,8 +514,9 @@ class EventBus(ContextMethods, PluginMethods):
 EventBus._dispatch_codes = frozenset(
     {
         EventBus.publish_sync.__code__,
-        EventBus._dispatch_tracked.__code__,
+        EventBus._first_or_nested.__code__,
+        EventBus._dispatch_instrumented.__code__,
         EventBus.publish.__code__,
-        EventBus._publish_tracked.__code__,
+        EventBus._publish_slow.__code__,
     }
 )

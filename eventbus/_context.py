@@ -4,11 +4,13 @@ Tracking context on every publish would blow the hot-path budget (a
 ``ContextVar`` set/reset costs more than three handler calls), so the bus
 tracks it only once something needs it, and then for good:
 
-* a publish overlaps another one on the same bus (a handler re-publishing, or
-  two threads publishing at once), or
-* somebody asks for `EventBus.current_event`.
+* a publish starts while another one is in flight *in the same context*
+  (a handler re-publishing; or, for tasks sharing a context, an overlap), or
+* somebody asks for `EventBus.current_event` / `EventBus.event_chain`.
 
-Until then a single in-flight counter is kept. While tracking:
+Until then each context (thread, or task) keeps only a count of the untracked
+dispatches it has in flight (`Untracked`, in a ``ContextVar``): two threads
+publishing at once are not nesting and never switch tracking on. While tracking:
 
 * sync dispatch pushes onto a per-thread stack. Sync dispatch never yields to
   the event loop, so a per-thread stack is exact even with many asyncio tasks;
@@ -26,50 +28,43 @@ import sys
 import threading
 from contextvars import ContextVar
 from types import CodeType
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final, NoReturn
 
 from eventbus.exceptions import EventCycleError
 
 if TYPE_CHECKING:
     from eventbus.events import DomainEvent
 
-__all__ = ["ContextMethods", "ContextTracker", "find_in_frames"]
+__all__ = ["ContextMethods", "Untracked", "find_in_frames"]
+
+
+class Untracked:
+    """How many untracked dispatches are in flight in one context (thread or task).
+
+    One per context, kept in a ``ContextVar``: other threads have their own, so
+    two threads publishing at once never look like nesting. Tasks created while
+    one is set share it, which can only make nesting look likelier: safe.
+    """
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+class _Stack(list["DomainEvent"]):
+    """A thread's sync dispatch stack; ``room`` is how deep it may grow."""
+
+    __slots__ = ("room",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.room = 0
 
 
 class _ThreadStack(threading.local):
     def __init__(self) -> None:
-        self.stack: list[DomainEvent] = []
-
-
-class ContextTracker:
-    """Per-bus storage for the dispatch chain (see the module docstring)."""
-
-    __slots__ = ("_tls", "chain_var")
-
-    def __init__(self) -> None:
-        self._tls: Final = _ThreadStack()
-        self.chain_var: Final[ContextVar[tuple[DomainEvent, ...]]] = ContextVar(
-            "eventbus_chain", default=()
-        )
-
-    @property
-    def stack(self) -> list[DomainEvent]:
-        """The calling thread's stack of events in sync dispatch."""
-        return self._tls.stack
-
-    def chain(self) -> tuple[DomainEvent, ...]:
-        """Outermost-first chain of tracked events for the current thread/task."""
-        return self.chain_var.get() + tuple(self._tls.stack)
-
-    def current(self) -> DomainEvent | None:
-        """The innermost tracked event, or ``None``."""
-        stack = self._tls.stack
-        if stack:
-            # Sync dispatch never yields, so anything running while this thread's
-            # stack is non-empty is nested inside it: it is the innermost.
-            return stack[-1]
-        chain = self.chain_var.get()
-        return chain[-1] if chain else None
+        self.stack = _Stack()
 
 
 def find_in_frames(owner: object, codes: frozenset[CodeType]) -> list[DomainEvent]:
@@ -99,32 +94,32 @@ def find_in_frames(owner: object, codes: frozenset[CodeType]) -> list[DomainEven
 
 
 class ContextMethods:
-    """`EventBus`'s context queries and depth guard (see the module docstring)."""
+    """`EventBus`'s context state, context queries and depth guard (module docstring)."""
 
-    __slots__ = ("_ctx", "_inflight", "_tracked", "_tracking", "max_depth")
+    __slots__ = ("_chain_var", "_gate", "_tls", "_untracked_var", "max_depth")
     _dispatch_codes: ClassVar[frozenset[CodeType]]
 
     def __init__(self, max_depth: int) -> None:
         if max_depth < 1:
             raise ValueError(f"max_depth must be >= 1, got {max_depth}")
         self.max_depth: Final = max_depth
-        self._ctx: Final = ContextTracker()
-        self._inflight = 0  # dispatches in flight, all threads (the overlap detector)
-        self._tracked = 0  # ... of which tracked; fewer means some are visible only in frames
-        self._tracking = False
+        # Non-zero once tracking is on: the publish fast paths test only this.
+        self._gate = 0
+        self._tls: Final = _ThreadStack()
+        self._chain_var: Final[ContextVar[tuple[DomainEvent, ...]]] = ContextVar(
+            "eventbus_chain", default=()
+        )
+        self._untracked_var: Final[ContextVar[Untracked | None]] = ContextVar(
+            "eventbus_untracked", default=None
+        )
 
-    def _track(self) -> None:
-        """Switch context tracking on, for good.
-
-        Tracking also parks a permanent +1 on the in-flight counter (and on the
-        tracked counter, so their difference still counts untracked dispatches):
-        the publish fast path then needs a single truth test, ``_inflight``, to
-        know it must take the tracked path.
-        """
-        if not self._tracking:
-            self._tracking = True
-            self._tracked += 1
-            self._inflight += 1
+    def _untracked(self) -> Untracked:
+        """This context's untracked-dispatch counter, created on first use."""
+        counter = self._untracked_var.get()
+        if counter is None:
+            counter = Untracked()
+            self._untracked_var.set(counter)
+        return counter
 
     def current_event(self) -> DomainEvent | None:
         """The event being dispatched in this thread or task, or ``None`` at top level.
@@ -145,10 +140,10 @@ class ContextMethods:
         Context is tracked only once something needs it (module ``_context``):
         the first call switches tracking on for this bus, for good.
         """
-        if not self._tracking:
-            self._track()
-        chain = self._ctx.chain()
-        if self._inflight > self._tracked:
+        self._gate = 1
+        chain = self._chain_var.get() + tuple(self._tls.stack)
+        counter = self._untracked_var.get()
+        if counter is not None and counter.n:
             # Some dispatch started before tracking switched on; only the
             # frames know about it.
             framed = find_in_frames(self, self._dispatch_codes)
@@ -156,20 +151,22 @@ class ContextMethods:
                 return tuple(framed)
         return chain
 
-    def _check_depth(self, event: DomainEvent, depth: int) -> None:
-        # ``depth`` counts tracked events only. Untracked dispatches (from before
-        # tracking switched on) are found in the frames, which costs a walk: only
-        # worth it near the limit, or while such dispatches are in flight.
-        if depth + 1 < self.max_depth and self._inflight == self._tracked:
-            return
-        chain = self._ctx.chain()
-        if self._inflight > self._tracked:
+    def _sync_room(self) -> int:
+        """How many sync levels may nest from the bottom of this thread's stack."""
+        counter = self._untracked_var.get()
+        untracked = counter.n if counter is not None else 0
+        return self.max_depth - len(self._chain_var.get()) - untracked
+
+    def _refuse(self, event: DomainEvent) -> NoReturn:
+        """Raise `EventCycleError` for ``event``, naming the whole chain."""
+        chain = self._chain_var.get() + tuple(self._tls.stack)
+        counter = self._untracked_var.get()
+        if counter is not None and counter.n:
             framed = tuple(find_in_frames(self, self._dispatch_codes))
             if framed and framed[-1] is event:
                 # The caller's own dispatch frame holds ``event``, which is not
-                # in the chain yet: counting it would refuse one level too early.
+                # in the chain yet: it is added below.
                 framed = framed[:-1]
             chain = framed if len(framed) > len(chain) else chain
-        if len(chain) + 1 > self.max_depth:
-            names = tuple(type(e).__qualname__ for e in (*chain, event))
-            raise EventCycleError(names, self.max_depth)
+        names = tuple(type(e).__qualname__ for e in (*chain, event))
+        raise EventCycleError(names, self.max_depth)

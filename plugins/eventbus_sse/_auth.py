@@ -138,8 +138,13 @@ class SignedTokenAuth:
         payload = _PAYLOAD.pack(user_id.bytes, expires)
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
-    def verify(self, token: str) -> UUID | None:
-        """Return the user a token was issued for, or ``None`` if it is invalid or expired."""
+    def verify(self, token: str, *, now: float | None = None) -> UUID | None:
+        """Return the user a token was issued for, or ``None`` if it is invalid or expired.
+
+        Args:
+            token: A token from `issue`.
+            now: The current unix time; defaults to `time.time()`.
+        """
         head, sep, tail = token.partition(".")
         if not sep:
             return None
@@ -150,7 +155,7 @@ class SignedTokenAuth:
         if len(payload) != _PAYLOAD.size or not hmac.compare_digest(signature, self._sign(payload)):
             return None
         user, expires = _PAYLOAD.unpack(payload)
-        if expires and expires < time.time():
+        if expires and expires < (time.time() if now is None else now):
             return None
         return UUID(bytes=user)
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Final, TypeVar, final
 from uuid import UUID
 
 from eventbus import DomainEvent, codec
+from eventbus.events import event_name
 from eventbus_sse._frames import Frame, build_frame, check_base_id, new_epoch, reset_frame
 from eventbus_sse._mapping import MappingTable
 
@@ -280,7 +281,23 @@ class Broadcaster:
             event_cls: A `DomainEvent` subclass.
             name: The SSE event name; defaults to the class's wire name.
             user: Returns the UUID of the user the event belongs to.
+
+        Raises:
+            TypeError: ``event_cls`` is not a DomainEvent subclass, or ``user``
+                is not callable.
+            ValueError: The default codec cannot encode ``event_cls`` (it has no
+                wire name), or ``name`` is missing or not a plain token.
         """
+        if (
+            self._encode is codec.dumps
+            and isinstance(event_cls, type)
+            and issubclass(event_cls, DomainEvent)
+            and event_name(event_cls) is None
+        ):
+            raise ValueError(
+                f"event_cls {event_cls.__qualname__} has no wire name, which eventbus.codec "
+                "needs: decorate it with @eventbus.event_type(...), or pass encoder= to Broadcaster"
+            )
         self._mappings.register(event_cls, name=name, user=user)
 
     def event_names(self) -> frozenset[str]:
@@ -382,6 +399,9 @@ class Broadcaster:
     ) -> Subscriber:
         """Subscribe a client of ``user``; call on the loop that serves it.
 
+        The first call on a running loop binds the broadcaster to that loop
+        (see `bind_loop`), unless the plugin's startup did already.
+
         Subscribes first, then fills `Subscriber.preamble` with the replay of
         ``user``'s buffered frames after ``last_event_id`` (or a
         ``stream.reset`` frame when that id is unknown: too old, or from
@@ -393,7 +413,8 @@ class Broadcaster:
         if self._closed:
             raise RuntimeError("the SSE broadcaster is closed")
         if self._loop is None or self._loop.is_closed():
-            self.bind_loop()
+            with contextlib.suppress(RuntimeError):  # no running loop: stay unbound
+                self.bind_loop()
         sub = Subscriber(user, None if types is None else frozenset(types), self._queue_size)
         self._subs.add(sub)
         self._routes[user] = (*self._routes.get(user, ()), sub)

@@ -153,7 +153,12 @@ class TestThreads:
         async with client.stream("GET", url, params={"token": auth.issue(user)}) as response:
             stream = frames(response)
             await clients_become(broadcaster, 1)
-            worker = threading.Thread(target=lambda: [bus.publish_sync(e) for e in events])
+
+            def publish_all() -> None:
+                for event in events:
+                    bus.publish_sync(event)
+
+            worker = threading.Thread(target=publish_all)
             worker.start()
             got = await take(stream, len(events))
             await asyncio.to_thread(worker.join)

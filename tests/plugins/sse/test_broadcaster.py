@@ -1,0 +1,249 @@
+"""The broadcaster without HTTP: origin-supplied ids, mappings, settings, the plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+import pytest
+
+from eventbus import DomainEvent, EventBus, event_type
+from eventbus.portfolio import AccountBalanceUpdated, PortfolioNetWorthRecalculated
+from eventbus_sse import Broadcaster, SignedTokenAuth, SSEPlugin, Subscriber
+from tests.plugins.sse.helpers import balance, networth
+
+
+def drain(sub: Subscriber) -> list[bytes]:
+    """Everything a subscriber would send now: preamble, then queued frames."""
+    out = list(sub.preamble)
+    out += [f.data for f in sub._frames]  # test-only peek; the app uses next_batch()
+    return out
+
+
+def ids_of(chunks: list[bytes]) -> list[str]:
+    """The ``id:`` values of encoded frames."""
+    return [c.split(b"\n", 1)[0].removeprefix(b"id: ").decode() for c in chunks]
+
+
+def worker(broadcaster: Broadcaster) -> EventBus:
+    """A bus like one web worker's: SSE plus a handler deriving net worth from balances."""
+    bus = EventBus(raise_errors=True)
+    bus.register_plugin(SSEPlugin(broadcaster), name="sse")
+
+    @bus.on(AccountBalanceUpdated)
+    def derive(event: AccountBalanceUpdated) -> None:
+        bus.publish_sync(networth(event.user_id, str(event.new_balance)))
+
+    return bus
+
+
+class TestOriginIds:
+    """id_scope: the origin of an event (e.g. a Redis stream) supplies its SSE id."""
+
+    def test_root_and_derived_frames_get_base_and_suffixed_ids(self) -> None:
+        """The first frame gets the stream id, derived frames <id>.1, <id>.2; outside, local ids."""
+        broadcaster = Broadcaster()
+        bus = worker(broadcaster)
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        with broadcaster.id_scope("1718000000000-0"):
+            bus.publish_sync(balance(user, "5"))
+        with broadcaster.id_scope("1718000000000-1"):
+            bus.publish_sync(balance(user, "7", "5"))
+        bus.publish_sync(networth(user, "8", "7"))
+        assert ids_of(drain(sub)) == [
+            "1718000000000-0",
+            "1718000000000-0.1",
+            "1718000000000-1",
+            "1718000000000-1.1",
+            f"{broadcaster.epoch}-5",
+        ]
+
+    def test_resume_on_another_worker_reading_the_same_stream(self) -> None:
+        """Two workers fed the same stream entries give the same ids, so either can resume."""
+        user = uuid4()
+        entries = [(f"17180000000{i:02d}-0", balance(user, str(i))) for i in range(6)]
+        a, b = Broadcaster(), Broadcaster()
+        for broadcaster in (a, b):
+            bus = worker(broadcaster)
+            for stream_id, event in entries:
+                with broadcaster.id_scope(stream_id):
+                    bus.publish_sync(event)
+        on_a = a.connect(user, last_event_id="1718000000000-0")
+        last_seen_on_a = ids_of(drain(on_a))[4]  # the client read up to here on worker A
+        on_b = b.connect(user, last_event_id=last_seen_on_a)
+        assert ids_of(drain(on_b)) == ids_of(drain(on_a))[5:]
+        assert last_seen_on_a == "1718000000002-0.1"
+        assert ids_of(drain(on_b))[0] == "1718000000003-0"
+
+    @pytest.mark.parametrize("bad", ["", "a\nb", "1.2", "x" * 129, 17])
+    def test_bad_base_id_is_refused(self, bad: object) -> None:
+        """Ids that would break the frame (or collide with derived ids) raise, naming base_id."""
+        with pytest.raises(ValueError, match="base_id"), Broadcaster().id_scope(bad):  # type: ignore[arg-type]
+            pass
+
+
+@event_type("test.sse.invoice.paid")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InvoicePaid(DomainEvent):
+    """A third-party event with its owner under another attribute name."""
+
+    customer: UUID
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Unnamed(DomainEvent):
+    """A DomainEvent subclass without a wire name."""
+
+    user_id: UUID
+
+
+class TestMappings:
+    """Which events are streamed, and how third parties add theirs."""
+
+    def test_third_party_event_registered_and_streamed(self) -> None:
+        """register_mapping adds a name (a valid types= value) and the user function."""
+        broadcaster = Broadcaster()
+        broadcaster.register_mapping(InvoicePaid, user=lambda e: e.customer)
+        assert "test.sse.invoice.paid" in broadcaster.event_names()
+        user = uuid4()
+        sub = broadcaster.connect(user, types=["test.sse.invoice.paid"])
+        broadcaster.handle(InvoicePaid(customer=user))
+        broadcaster.handle(balance(user, "1"))  # filtered out by types
+        (frame,) = drain(sub)
+        assert b"event: test.sse.invoice.paid\n" in frame
+
+    def test_unmapped_events_are_not_streamed(self) -> None:
+        """An event class without a mapping costs a lookup and sends nothing."""
+        broadcaster = Broadcaster()
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        broadcaster.handle(InvoicePaid(customer=user))
+        broadcaster.handle(Unnamed(user_id=user))
+        assert drain(sub) == []
+        assert broadcaster.statistics()["events_encoded"] == 0
+
+    def test_subclass_uses_the_base_mapping_and_registration_refreshes_the_cache(self) -> None:
+        """Lookups follow the MRO; a later registration for the subclass wins."""
+
+        @event_type("test.sse.special.networth")
+        @dataclass(frozen=True, kw_only=True, slots=True)
+        class SpecialNetWorth(PortfolioNetWorthRecalculated):
+            pass
+
+        broadcaster = Broadcaster()
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        event = networth(user, "3")
+        special = SpecialNetWorth(**{f: getattr(event, f) for f in event.__dataclass_fields__})
+        broadcaster.handle(special)
+        broadcaster.register_mapping(
+            SpecialNetWorth, name="special.networth", user=lambda e: e.user_id
+        )
+        broadcaster.handle(special)
+        names = [c.split(b"\n")[1] for c in drain(sub)]
+        assert names == [b"event: portfolio.networth.updated", b"event: special.networth"]
+
+    def test_bad_registrations_name_the_parameter(self) -> None:
+        """Each wrong argument raises an error naming it."""
+        broadcaster = Broadcaster()
+        with pytest.raises(TypeError, match="event_cls"):
+            broadcaster.register_mapping(int, user=lambda e: uuid4())  # type: ignore[type-var]
+        with pytest.raises(TypeError, match="user"):
+            broadcaster.register_mapping(InvoicePaid, user="customer")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="event_cls Unnamed has no wire name"):
+            broadcaster.register_mapping(Unnamed, user=lambda e: e.user_id)
+        custom = Broadcaster(encoder=lambda event: b"{}")
+        with pytest.raises(ValueError, match="name is required"):
+            custom.register_mapping(Unnamed, user=lambda e: e.user_id)
+        custom.register_mapping(Unnamed, name="unnamed", user=lambda e: e.user_id)
+        with pytest.raises(ValueError, match="name must be"):
+            broadcaster.register_mapping(InvoicePaid, name="a,b", user=lambda e: e.customer)
+
+
+class TestSettings:
+    """Constructor arguments are checked."""
+
+    @pytest.mark.parametrize(
+        ("kwargs", "name"),
+        [({"buffer_size": -1}, "buffer_size"), ({"queue_size": 0}, "queue_size")],
+    )
+    def test_bad_sizes(self, kwargs: dict[str, int], name: str) -> None:
+        """Negative buffers and empty queues are refused, naming the parameter."""
+        with pytest.raises(ValueError, match=name):
+            Broadcaster(**kwargs)  # type: ignore[arg-type]
+
+    async def test_closed_broadcaster_refuses_clients(self) -> None:
+        """After aclose(), connect() raises and statistics show no client."""
+        broadcaster = Broadcaster()
+        sub = broadcaster.connect(uuid4())
+        await broadcaster.aclose(grace=0.01)  # nobody drives sub: the grace period lapses
+        assert sub.reason == "shutdown"
+        with pytest.raises(RuntimeError, match="closed"):
+            broadcaster.connect(uuid4())
+
+
+class TestPlugin:
+    """The ``sse`` entry point."""
+
+    async def test_loaded_by_entry_point_and_fed_by_async_publish(self) -> None:
+        """load_entry_points() gives an SSEPlugin with a broadcaster; publish() reaches it."""
+        bus = EventBus(raise_errors=True)
+        for other in ("logging", "networth", "redis"):
+            bus.block_plugin(other)
+        assert "sse" in bus.load_entry_points()
+        plugin = bus.get_plugin("sse")
+        assert isinstance(plugin, SSEPlugin)
+        user = uuid4()
+        async with bus:
+            sub = plugin.broadcaster.connect(user)
+            await bus.publish(balance(user, "1"))
+            assert len(drain(sub)) == 1
+
+            async def transport() -> None:  # what the ASGI app does when a stream is closed
+                await sub.wait_closed()
+                plugin.broadcaster.disconnect(sub)
+
+            driver = asyncio.create_task(transport())
+        await driver
+        assert sub.reason == "shutdown"
+        assert plugin.broadcaster.statistics()["clients"] == 0
+
+
+class TestSignedTokenAuth:
+    """The demo's HMAC tokens."""
+
+    def test_round_trip_and_tampering(self) -> None:
+        """A token names its user; any changed byte or another secret refuses it."""
+        auth = SignedTokenAuth(b"0123456789abcdef")
+        user = uuid4()
+        token = auth.issue(user)
+        assert auth.verify(token) == user
+        flipped = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+        assert auth.verify(flipped) is None
+        assert auth.verify("no-dot") is None
+        assert auth.verify("!!.!!") is None
+        assert SignedTokenAuth(b"fedcba9876543210").verify(token) is None
+
+    def test_expiry(self) -> None:
+        """A token with a ttl is refused after it."""
+        auth = SignedTokenAuth(b"0123456789abcdef")
+        user = uuid4()
+        token = auth.issue(user, ttl=60)
+        assert auth.verify(token) == user
+        assert auth.verify(token, now=time.time() + 120) is None
+
+    def test_bad_arguments(self) -> None:
+        """Short or non-bytes secrets, non-UUID users and non-positive ttls are refused."""
+        with pytest.raises(ValueError, match="secret"):
+            SignedTokenAuth(b"short")
+        with pytest.raises(TypeError, match="secret"):
+            SignedTokenAuth("0123456789abcdef0123")  # type: ignore[arg-type]
+        auth = SignedTokenAuth(b"0123456789abcdef")
+        with pytest.raises(TypeError, match="user_id"):
+            auth.issue("someone")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="ttl"):
+            auth.issue(uuid4(), ttl=0)
+        assert "0123" not in repr(auth)

@@ -21,7 +21,8 @@ from benchmarks.baselines import (
     priority_calls,
 )
 from benchmarks.ratios import RatioBook
-from eventbus._bench import COUNTS, compile_loop, dispatchers
+from eventbus import EventBus
+from eventbus._bench import COUNTS, Call, compile_loop, dispatchers, noop_handlers
 from eventbus.portfolio import AccountBalanceUpdated
 
 SYNC_CASES = [
@@ -68,9 +69,11 @@ class TestSyncDispatch:
         later publish on this path.
         """
         benchmark.group = "publish_sync, 3 handlers"
-        call = dispatchers(3, event)["eventbus"]
-        bus = call.fn.__self__
-        bus.current_event()
+        bus = EventBus()
+        for handler in noop_handlers(3):
+            bus.subscribe(AccountBalanceUpdated, handler)
+        bus.current_event()  # switches tracking on for this bus, for good
+        call = Call(bus.publish_sync, (event,))
         _bench_call(benchmark, ratios, "sync 3 eventbus tracked", compile_loop(call))
 
 

@@ -173,11 +173,11 @@ def decode_payload(payload: Any) -> DomainEvent:
         missing, extra = sorted(expected - set(data)), sorted(set(data) - expected)
         raise DecodeError(f"{name}: missing fields {missing}, unexpected fields {extra}")
     kwargs: dict[str, Any] = {}
-    try:
-        kwargs["event_id"] = _dec_uuid(payload["event_id"])
-        kwargs["occurred_at"] = _dec_datetime(payload["occurred_at"])
-    except (TypeError, ValueError) as exc:
-        raise DecodeError(f"{name}: bad envelope metadata: {exc}") from exc
+    for key, decode in (("event_id", _dec_uuid), ("occurred_at", _dec_datetime)):
+        try:
+            kwargs[key] = decode(payload[key])
+        except (TypeError, ValueError) as exc:
+            raise DecodeError(f"{name}: bad envelope field {key}: {exc}") from exc
     for field_name, _, dec in spec.fields:
         try:
             kwargs[field_name] = dec(data[field_name])

@@ -20,8 +20,9 @@ from typing import Any, Final, final
 from uuid import UUID
 
 from eventbus_sse._auth import Authenticate, Scope, query_params
-from eventbus_sse._broadcaster import Broadcaster, Subscriber
+from eventbus_sse._broadcaster import Broadcaster
 from eventbus_sse._frames import HEARTBEAT, retry_frame
+from eventbus_sse._subscriber import Subscriber
 
 __all__ = ["ASGIApp", "Authenticate", "Receive", "SSEApp", "Send", "respond"]
 

@@ -36,18 +36,19 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Final, TypeVar, final
+from typing import TYPE_CHECKING, TypeVar, final
 from uuid import UUID
 
 from eventbus import DomainEvent, codec
 from eventbus.events import event_name
 from eventbus_sse._frames import Frame, build_frame, check_base_id, new_epoch, reset_frame
 from eventbus_sse._mapping import MappingTable
+from eventbus_sse._subscriber import Subscriber
 
 if TYPE_CHECKING:
     from eventbus_sse._app import Authenticate, SSEApp
 
-__all__ = ["Broadcaster", "Encoder", "Subscriber"]
+__all__ = ["Broadcaster", "Encoder"]
 
 _log = logging.getLogger("eventbus.sse")
 
@@ -71,113 +72,6 @@ class _IdScope:
         count = self.count
         self.count = count + 1
         return self.base if count == 0 else f"{self.base}.{count}"
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-@final
-class Subscriber:
-    """One connected client: its user, its type filter and its bounded queue.
-
-    Obtained from `Broadcaster.connect`; the ASGI app drives it, and so can any
-    other transport. Always hand it back with `Broadcaster.disconnect`.
-
-    Attributes:
-        user: The authenticated user this client receives events for.
-        types: SSE event names the client asked for, or ``None`` for all.
-        preamble: Frames to send before any live frame: the replay after the
-            client's ``Last-Event-ID``, or a ``stream.reset`` frame.
-        reason: Why the subscriber was closed (``"overflow"``, ``"shutdown"``,
-            ``"disconnected"``), or ``None`` while it is open.
-    """
-
-    __slots__ = (
-        "_after",
-        "_done",
-        "_frames",
-        "_limit",
-        "_waiter",
-        "preamble",
-        "reason",
-        "types",
-        "user",
-    )
-
-    def __init__(self, user: UUID, types: frozenset[str] | None, limit: int) -> None:
-        self.user: Final = user
-        self.types: Final = types
-        self.preamble: list[bytes] = []
-        self.reason: str | None = None
-        self._limit = limit
-        self._frames: deque[Frame] = deque()
-        self._after = 0
-        self._waiter: asyncio.Future[None] | None = None
-        self._done: asyncio.Future[None] | None = None
-
-    def __repr__(self) -> str:
-        return f"<Subscriber user={self.user} queued={len(self._frames)} reason={self.reason}>"
-
-    @property
-    def queued(self) -> int:
-        """Frames waiting to be sent to this client."""
-        return len(self._frames)
-
-    def _offer(self, frame: Frame) -> bool:
-        """Queue ``frame`` without ever waiting; ``False`` means the queue is full."""
-        frames = self._frames
-        if len(frames) >= self._limit:
-            return False
-        frames.append(frame)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        return True
-
-    def _close(self, reason: str) -> None:
-        if self.reason is not None:
-            return
-        self.reason = reason
-        self._frames.clear()  # free the memory now, not when the stream task notices
-        for fut in (self._waiter, self._done):
-            if fut is not None and not fut.done():
-                fut.set_result(None)
-
-    async def wait_closed(self) -> None:
-        """Return once the broadcaster closed this subscriber (overflow, shutdown)."""
-        if self.reason is None:
-            self._done = asyncio.get_running_loop().create_future()
-            await self._done
-
-    async def next_batch(self, idle: float) -> list[Frame] | None:
-        """Wait up to ``idle`` seconds for frames and take all queued ones.
-
-        Returns:
-            The frames, in order (empty if ``idle`` seconds passed first: time for a
-            heartbeat), or ``None`` once the subscriber is closed.
-        """
-        if not self._frames and self.reason is None:
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(idle, _wake, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-        if self.reason is not None:
-            return None
-        frames = list(self._frames)
-        self._frames.clear()
-        if self._after and frames:
-            # De-duplicate against the replay: seqs only grow, so once a live
-            # frame is past the replay, every later one is too.
-            frames = [f for f in frames if f.seq > self._after]
-            if frames:
-                self._after = 0
-        return frames
 
 
 @final
@@ -238,8 +132,7 @@ class Broadcaster:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._scope: ContextVar[_IdScope | None] = ContextVar(f"eventbus_sse_scope_{id(self)}")
-        # frames_encoded, frames_routed, frames_sent, frames_replayed,
-        # dropped_clients, resets_sent, heartbeats_sent: plain ints, loop thread only.
+        # Counters, touched on the loop thread only (see statistics()).
         self._stats = dict.fromkeys(
             (
                 "events_encoded",

@@ -1,0 +1,124 @@
+"""One connected client of the broadcaster: a bounded queue with a waker.
+
+The router puts frames with `Subscriber._offer`, which never waits: a full
+queue returns ``False`` and the broadcaster drops the client. The transport
+(the ASGI app, or any other) takes frames with `Subscriber.next_batch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Final, final
+from uuid import UUID
+
+from eventbus_sse._frames import Frame
+
+__all__ = ["Subscriber"]
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+@final
+class Subscriber:
+    """One connected client: its user, its type filter and its bounded queue.
+
+    Obtained from `Broadcaster.connect`; the ASGI app drives it, and so can any
+    other transport. Always hand it back with `Broadcaster.disconnect`.
+
+    Attributes:
+        user: The authenticated user this client receives events for.
+        types: SSE event names the client asked for, or ``None`` for all.
+        preamble: Frames to send before any live frame: the replay after the
+            client's ``Last-Event-ID``, or a ``stream.reset`` frame.
+        reason: Why the subscriber was closed (``"overflow"``, ``"shutdown"``,
+            ``"disconnected"``), or ``None`` while it is open.
+    """
+
+    __slots__ = (
+        "_after",
+        "_done",
+        "_frames",
+        "_limit",
+        "_waiter",
+        "preamble",
+        "reason",
+        "types",
+        "user",
+    )
+
+    def __init__(self, user: UUID, types: frozenset[str] | None, limit: int) -> None:
+        self.user: Final = user
+        self.types: Final = types
+        self.preamble: list[bytes] = []
+        self.reason: str | None = None
+        self._limit = limit
+        self._frames: deque[Frame] = deque()
+        self._after = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._done: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Subscriber user={self.user} queued={len(self._frames)} reason={self.reason}>"
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting to be sent to this client."""
+        return len(self._frames)
+
+    def _offer(self, frame: Frame) -> bool:
+        """Queue ``frame`` without ever waiting; ``False`` means the queue is full."""
+        frames = self._frames
+        if len(frames) >= self._limit:
+            return False
+        frames.append(frame)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def _close(self, reason: str) -> None:
+        if self.reason is not None:
+            return
+        self.reason = reason
+        self._frames.clear()  # free the memory now, not when the stream task notices
+        for fut in (self._waiter, self._done):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    async def wait_closed(self) -> None:
+        """Return once the broadcaster closed this subscriber (overflow, shutdown)."""
+        if self.reason is None:
+            self._done = asyncio.get_running_loop().create_future()
+            await self._done
+
+    async def next_batch(self, idle: float) -> list[Frame] | None:
+        """Wait up to ``idle`` seconds for frames and take all queued ones.
+
+        Returns:
+            The frames, in order (empty if ``idle`` seconds passed first: time for a
+            heartbeat), or ``None`` once the subscriber is closed.
+        """
+        if not self._frames and self.reason is None:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(idle, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        if self.reason is not None:
+            return None
+        frames = list(self._frames)
+        self._frames.clear()
+        if self._after and frames:
+            # De-duplicate against the replay: seqs only grow, so once a live
+            # frame is past the replay, every later one is too.
+            frames = [f for f in frames if f.seq > self._after]
+            if frames:
+                self._after = 0
+        return frames

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import abc
+import importlib.util
+import io
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
 
 from eventbus import DomainEvent, EventBus, codec, event_type
@@ -278,3 +282,31 @@ class TestWithEntryPoints:
             ("DEBUG", "portfolio.balance.updated"),
             ("INFO", "portfolio.networth.updated"),
         ]
+
+
+class TestJSONLinesRecipe:
+    """The JSON-lines formatter shown in docs/plugins/logging.md works as documented."""
+
+    def test_one_json_object_per_event(self) -> None:
+        """Each event becomes one parseable line with exact decimal strings."""
+        path = Path(__file__).parents[2] / "docs" / "examples" / "logging_json.py"
+        spec = importlib.util.spec_from_file_location("logging_json_recipe", path)
+        assert spec is not None
+        assert spec.loader is not None
+        recipe = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(recipe)
+        stream = io.StringIO()
+        handler = recipe.log_events_as_json_lines()
+        handler.setStream(stream)
+        try:
+            event = _balance()
+            bus = _bus()
+            bus.publish_sync(event)
+            bus.publish_sync(_custom())
+        finally:
+            logging.getLogger(LOGGER_NAME).removeHandler(handler)
+        first, second = (orjson.loads(line) for line in stream.getvalue().splitlines())
+        assert first["message"] == first["event_type"] == "portfolio.balance.updated"
+        assert (first["level"], first["new_balance"], first["delta"]) == ("DEBUG", "12.50", "2.50")
+        assert first["event_id"] == str(event.event_id)
+        assert (second["event_name"], second["amount"]) == ("n", "0.1")

@@ -124,8 +124,8 @@ class PluginHost:
             previous = bus._registering
             bus._registering = (threading.get_ident(), name)
             try:
-                for impl in self._impls("eventbus_register", plugin):
-                    impl(bus=bus)
+                for impl in self._impls("eventbus_register", [plugin]):
+                    impl.function(bus=bus)
             except Exception as exc:
                 for sub in record.subs:
                     sub.cancel()
@@ -189,28 +189,40 @@ class PluginHost:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def _impls(self, hook: str, plugin: object | None = None) -> list[Any]:
+    def _impls(self, hook: str, only: list[object] | None = None) -> list[pluggy.HookImpl]:
+        """The ``hook`` implementations, in registration order (of ``only`` plugins)."""
         caller: pluggy.HookCaller = getattr(self._pm.hook, hook)
         return [
-            impl.function
+            impl
             for impl in caller.get_hookimpls()
-            if plugin is None or impl.plugin is plugin
+            if only is None or any(impl.plugin is p for p in only)
         ]
 
     async def startup(self) -> None:
-        for impl in self._impls("eventbus_startup"):
-            result = impl(bus=self._bus)
-            if inspect.isawaitable(result):
-                await result
+        started: list[object] = []
+        try:
+            for impl in self._impls("eventbus_startup"):
+                result = impl.function(bus=self._bus)
+                if inspect.isawaitable(result):
+                    await result
+                started.append(impl.plugin)
+        except BaseException:
+            # Leave nothing half-started: shut down those that did start, then fail.
+            await self.shutdown(only=started)
+            raise
 
-    async def shutdown(self) -> None:
-        for impl in reversed(self._impls("eventbus_shutdown")):
+    async def shutdown(self, only: list[object] | None = None) -> None:
+        for impl in reversed(self._impls("eventbus_shutdown", only)):
             try:
-                result = impl(bus=self._bus)
+                result = impl.function(bus=self._bus)
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                _log.exception("eventbus_shutdown of %s failed", handler_name(impl))
+                _log.exception(
+                    "eventbus_shutdown of plugin %r (%s) failed",
+                    impl.plugin_name,
+                    handler_name(impl.function),
+                )
 
     # ---------------------------------------------------------------- introspection
 

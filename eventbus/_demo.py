@@ -90,6 +90,7 @@ class DemoOptions:
     interval: float = 1.0
     redis_url: str | None = None
     seed: int | None = None
+    verbose: bool = False
 
 
 # ------------------------------------------------------------------- simulation
@@ -250,12 +251,17 @@ def plugin_api(bus: EventBus, name: str, *attrs: str) -> tuple[object, list[Any]
     return plugin, found
 
 
-def _configure_networth(bus: EventBus) -> None:
-    plugin, _ = plugin_api(bus, "networth")
-    configure = getattr(plugin, "configure", None)
-    if not callable(configure):
-        raise DemoError("the 'networth' plugin has no configure(); cannot set demo rates")
-    configure(base_currency=BASE_CURRENCY, rates=DEMO_RATES)
+def _configure_plugins(options: DemoOptions) -> None:
+    # The plugins' own settings, read when load_entry_points() creates them: the
+    # demo configures them the way a deployment would, never by importing them.
+    os.environ["EVENTBUS_NETWORTH_BASE"] = BASE_CURRENCY
+    os.environ["EVENTBUS_NETWORTH_RATES"] = ",".join(
+        f"{currency}:{BASE_CURRENCY}={rate}"
+        for currency, rate in DEMO_RATES.items()
+        if currency != BASE_CURRENCY
+    )
+    if options.redis_url:
+        os.environ["EVENTBUS_REDIS_URL"] = options.redis_url
 
 
 def _token_secret(redis_url: str | None) -> bytes:
@@ -292,27 +298,43 @@ def _bind(host: str, port: int) -> socket.socket:
 
 @final
 class _Demo:
-    __slots__ = ("bus", "options", "out", "published", "sim", "stop")
+    __slots__ = ("bus", "labels", "options", "out", "published", "sim", "stop", "worth")
 
     def __init__(self, options: DemoOptions, out: IO[str]) -> None:
         self.options = options
         self.out = out
         self.bus = EventBus()
         self.sim = Simulator(options.users, random.Random(options.seed))
+        self.labels = {a.account_id: (u.name, a.label) for u in self.sim.users for a in u.accounts}
         self.published = 0
+        self.worth: dict[UUID, PortfolioNetWorthRecalculated] = {}
         self.stop = asyncio.Event()
 
     def _count(self, event: DomainEvent) -> None:
         self.published += 1
 
-    def _announce(self, event: PortfolioNetWorthRecalculated) -> None:
-        names = {user.user_id: user.name for user in self.sim.users}
+    def _remember(self, event: PortfolioNetWorthRecalculated) -> None:
+        self.worth[event.user_id] = event
+
+    async def _publish(self, event: DomainEvent, quiet: bool = False) -> None:
+        await self.bus.publish(event)  # depth-first: net worth is recomputed on return
+        if quiet or not isinstance(event, AccountBalanceUpdated | AccountHoldingsUpdated):
+            return
+        name, label = self.labels[event.account_id]
+        if isinstance(event, AccountHoldingsUpdated):
+            _log.info(
+                "%-6s %-11s %d holdings (%d new, %d updated, %d closed)",
+                *(name, label, event.holdings_count, event.created_count),
+                *(event.updated_count, event.deactivated_count),
+            )
+            return
+        worth = self.worth.get(event.user_id)
         _log.info(
-            "%-6s net worth %s (%s, %d accounts)",
-            names.get(event.user_id, str(event.user_id)[:8]),
-            _fmt(event.new_net_worth, event.currency),
-            _fmt(event.delta, event.currency, sign=True),
-            event.account_count,
+            "%-6s %-11s %s -> %s   net worth %s (%s)",
+            *(name, label, _fmt(event.previous_balance, event.currency)),
+            _fmt(event.new_balance, event.currency),
+            _fmt(worth.new_net_worth, worth.currency) if worth else "?",
+            _fmt(worth.delta, worth.currency, sign=True) if worth else "?",
         )
 
     async def run(self) -> int:
@@ -321,17 +343,16 @@ class _Demo:
             import uvicorn  # noqa: F401  # the sse extra: fail early, with the fix
         except ImportError as exc:
             raise DemoError("the demo needs uvicorn: pip install -e '.[sse]'") from exc
-        if options.redis_url:
-            os.environ["EVENTBUS_REDIS_URL"] = options.redis_url  # the bridge's own setting
+        _configure_plugins(options)
         bus.load_entry_points()
-        _configure_networth(bus)
+        plugin_api(bus, "networth")  # fail early and clearly if it is missing
         sse, (token_auth, demo_app) = plugin_api(bus, "sse", "SignedTokenAuth", "demo_app")
         broadcaster: Any = getattr(sse, "broadcaster", None)
         if broadcaster is None:
             raise DemoError("the 'sse' plugin has no broadcaster")
         auth = token_auth(_token_secret(options.redis_url or os.environ.get("EVENTBUS_REDIS_URL")))
         bus.subscribe(DomainEvent, self._count, priority=-(2**31))
-        bus.subscribe(PortfolioNetWorthRecalculated, self._announce, priority=-(2**31))
+        bus.subscribe(PortfolioNetWorthRecalculated, self._remember, priority=-(2**31))
 
         sock = _bind(options.host, options.port)
         ready = asyncio.Event()
@@ -345,7 +366,13 @@ class _Demo:
                 raise DemoError(f"the HTTP server failed to start: {serving.exception()!r}")
             self._listen_for_signals()
             for event in self.sim.opening_sync():
-                await bus.publish(event)
+                await self._publish(event, quiet=True)
+            for user in self.sim.users:
+                worth = self.worth.get(user.user_id)
+                total = _fmt(worth.new_net_worth, worth.currency) if worth else "unknown"
+                _log.info(
+                    "%-6s linked %d accounts: net worth %s", user.name, len(user.accounts), total
+                )
             self._print_urls(auth)
             simulating = asyncio.create_task(self._simulate())
             with contextlib.suppress(TimeoutError):
@@ -369,7 +396,7 @@ class _Demo:
         while True:
             await asyncio.sleep(self.options.interval)
             for event in self.sim.tick():
-                await self.bus.publish(event)
+                await self._publish(event)
 
     def _listen_for_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -427,6 +454,10 @@ def run_demo(options: DemoOptions, out: IO[str] | None = None) -> int:
             format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
             datefmt="%H:%M:%S",
         )
+    # The demo logs one readable line per sync itself; the logging plugin's
+    # per-event records (wire name + structured extras) are for --verbose.
+    events_level = logging.DEBUG if options.verbose else logging.WARNING
+    logging.getLogger("eventbus.events").setLevel(events_level)
     try:
         return asyncio.run(_Demo(options, out or sys.stdout).run())
     except DemoError as exc:

@@ -102,6 +102,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         interval=args.interval,
         redis_url=args.redis,
         seed=args.seed,
+        verbose=args.verbose,
     )
     return run_demo(options)
 
@@ -178,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--seed", type=int, default=None, help="random seed for a repeatable simulation"
+    )
+    demo.add_argument(
+        "-v", "--verbose", action="store_true", help="also show the logging plugin's records"
     )
     demo.set_defaults(func=_cmd_demo)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -179,10 +180,6 @@ class TestRoundTrip:
             codec.dumps(Ping())
 
 
-def _valid_payload(event: DomainEvent) -> dict[str, Any]:
-    return codec.encode_payload(event)
-
-
 class TestMalformed:
     """Malformed input raises DecodeError: never a bare KeyError, TypeError, ..."""
 
@@ -211,9 +208,9 @@ class TestMalformed:
     )
     def test_balance_envelope_errors(self, mutate: Any, words: str) -> None:
         """Each malformation of a balance envelope is a DecodeError saying what is wrong."""
-        payload = _valid_payload(balance())
+        payload = codec.encode_payload(balance())
         mutate(payload)
-        with pytest.raises(DecodeError, match=_escape(words)):
+        with pytest.raises(DecodeError, match=re.escape(words)):
             codec.loads(orjson.dumps(payload))
 
     @pytest.mark.parametrize(
@@ -228,7 +225,7 @@ class TestMalformed:
     )
     def test_count_errors(self, field: str, value: object) -> None:
         """Counts must be JSON integers (not bools, floats or strings) and non-negative."""
-        payload = _valid_payload(holdings())
+        payload = codec.encode_payload(holdings())
         payload["data"][field] = value
         raw = orjson.dumps(payload) if value != 2**70 else _with_big_int(payload, field)
         with pytest.raises(DecodeError, match=field):
@@ -250,16 +247,10 @@ class TestMalformed:
 
     def test_timestamp_out_of_utc_range(self) -> None:
         """A timestamp with no UTC equivalent is a DecodeError, not an OverflowError."""
-        payload = _valid_payload(holdings())
+        payload = codec.encode_payload(holdings())
         payload["occurred_at"] = "0001-01-01T00:00:00+05:00"
         with pytest.raises(DecodeError, match="occurred_at"):
             codec.decode_payload(payload)
-
-
-def _escape(words: str) -> str:
-    import re
-
-    return re.escape(words)
 
 
 def _with_big_int(payload: dict[str, Any], field: str) -> bytes:

@@ -132,3 +132,15 @@ class TestPlugin:
             event_bus.publish_sync(balance("2000", "0"))
         assert "watching for withdrawals of 500 or more" in caplog.text
         assert "reported 1 large withdrawal(s)" in caplog.text
+
+    async def test_alerts_are_streamed_when_the_sse_plugin_is_loaded(
+        self, plugin: LargeWithdrawalPlugin, event_bus: EventBus
+    ) -> None:
+        """With eventbus's SSE plugin on the bus, startup registers the alert's SSE mapping."""
+        event_bus.load_entry_points()
+        sse = event_bus.get_plugin("sse")
+        if sse is None:
+            pytest.skip("the sse plugin is not installed")
+        async with event_bus:
+            names = sse.broadcaster.event_names()  # type: ignore[attr-defined]
+        assert "example.withdrawal.large" in names

@@ -50,7 +50,13 @@ class LargeWithdrawalPlugin:
 
     @hookimpl
     def eventbus_startup(self, bus: EventBus) -> None:
-        """Announce the threshold when the bus starts (``async with bus``)."""
+        """Stream alerts to browsers if the SSE plugin is loaded, then announce the threshold."""
+        # Startup runs after every plugin is registered, so this is the place to
+        # look for other plugins. Reach them through the bus, never by import:
+        # the SSE plugin may not be installed.
+        broadcaster = getattr(bus.get_plugin("sse"), "broadcaster", None)
+        if broadcaster is not None:
+            broadcaster.register_mapping(LargeWithdrawal, user=lambda event: event.user_id)
         _log.info("watching for withdrawals of %s or more", self.threshold)
 
     @hookimpl

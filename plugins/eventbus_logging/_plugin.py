@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Final, final
 from uuid import UUID
 
@@ -33,11 +34,13 @@ LOGGER_NAME: Final = "eventbus.events"
 LOG_PRIORITY: Final = 1_000_000
 
 #: Built-in levels; ``levels=`` passed to `LoggingPlugin` is layered on top.
-DEFAULT_LEVELS: Final[Mapping[type[DomainEvent], int | None]] = {
-    AccountBalanceUpdated: logging.DEBUG,
-    AccountHoldingsUpdated: logging.DEBUG,
-    PortfolioNetWorthRecalculated: logging.INFO,
-}
+DEFAULT_LEVELS: Final[Mapping[type[DomainEvent], int | None]] = MappingProxyType(
+    {
+        AccountBalanceUpdated: logging.DEBUG,
+        AccountHoldingsUpdated: logging.DEBUG,
+        PortfolioNetWorthRecalculated: logging.INFO,
+    }
+)
 
 # ``Logger.makeRecord`` raises KeyError when an ``extra`` key would overwrite a
 # LogRecord attribute; computed from a real record so new attributes (taskName in

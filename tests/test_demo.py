@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -271,17 +272,22 @@ class TestDemoInBrowser:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page()
+                page = browser.new_page(viewport={"width": 1000, "height": 640})
                 page.goto(url)
                 expect(page.locator("#status")).to_have_text("live", timeout=15_000)
                 expect(page.locator("#networth")).to_have_text(MONEY, timeout=15_000)
-                expect(page.locator("#updates li").first).to_be_visible(timeout=15_000)
+                expect(page.locator("#networth-delta")).to_have_text(MONEY, timeout=15_000)
+                expect(page.locator("#updates li").nth(5)).to_be_visible(timeout=15_000)
                 page.screenshot(path=str(tmp_path / "demo.png"))
             finally:
                 browser.close()
         demo.proc.send_signal(signal.SIGINT)
         assert demo.wait() == 0, demo.diagnostics()
         assert demo.summary()[1] >= 1
+        # The README's screenshot is this one: EVENTBUS_DOCS_SCREENSHOT=docs/img/demo.png
+        target = os.environ.get("EVENTBUS_DOCS_SCREENSHOT")
+        if target:
+            shutil.copyfile(tmp_path / "demo.png", target)
 
 
 MONEY = re.compile(r"\d[\d,.\s]*\d")

@@ -36,7 +36,7 @@ def wait_until(condition: Callable[[], object], timeout: float = 10.0, what: str
 
 async def wait_until_async(
     condition: Callable[[], object] | Callable[[], Awaitable[object]],
-    timeout: float = 10.0,
+    timeout: float = 10.0,  # noqa: ASYNC109  # a deadline that fails the test, not a cancel
     what: str = "",
 ) -> None:
     """Async twin of `wait_until`; ``condition`` may be a coroutine function."""

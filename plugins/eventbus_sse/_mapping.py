@@ -72,19 +72,7 @@ class MappingTable:
         name: str | None = None,
         user: Callable[[E], UUID],
     ) -> None:
-        """Map ``event_cls`` (and its subclasses) to an SSE event name and a user.
-
-        Args:
-            event_cls: A `DomainEvent` subclass.
-            name: The SSE event name; defaults to the class's wire name.
-            user: Returns the UUID of the user the event belongs to.
-
-        Raises:
-            TypeError: ``event_cls`` is not a DomainEvent subclass, or ``user``
-                is not callable.
-            ValueError: No ``name`` given and the class has no wire name, or the
-                name is not a plain token.
-        """
+        """Map ``event_cls`` (and subclasses); see `Broadcaster.register_mapping`."""
         if not (isinstance(event_cls, type) and issubclass(event_cls, DomainEvent)):
             raise TypeError(f"event_cls must be a DomainEvent subclass, got {event_cls!r}")
         if not callable(user):

@@ -73,3 +73,9 @@ async def _serve() -> AsyncIterator[Serve]:
 async def _client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as client:
         yield client
+
+
+@pytest.fixture(name="url")
+async def _url(serve: Serve, broadcaster: Broadcaster, auth: SignedTokenAuth) -> str:
+    """The base URL of ``broadcaster``'s stream app (default settings) on a live server."""
+    return await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)

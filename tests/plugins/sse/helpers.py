@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -121,3 +122,26 @@ async def clients_become(broadcaster: Broadcaster, count: int) -> None:
     await wait_until_async(
         lambda: broadcaster.statistics()["clients"] == count, what=f"{count} SSE clients"
     )
+
+
+@contextlib.asynccontextmanager
+async def listen(
+    client: httpx.AsyncClient,
+    url: str,
+    broadcaster: Broadcaster | None = None,
+    *,
+    clients: int = 1,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> AsyncIterator[AsyncIterator[SSEFrame]]:
+    """Open a stream (200 expected) and yield its frames.
+
+    With ``broadcaster``, first wait until it counts ``clients`` connected
+    clients, so events published next are sure to reach this one.
+    """
+    async with client.stream("GET", url, params=params, headers=headers) as response:
+        assert response.status_code == 200, response.status_code
+        stream = frames(response)
+        if broadcaster is not None:
+            await clients_become(broadcaster, clients)
+        yield stream

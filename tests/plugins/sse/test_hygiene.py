@@ -15,7 +15,7 @@ import httpx
 from eventbus import DomainEvent, EventBus, codec
 from eventbus_sse import Broadcaster, SignedTokenAuth, SSEPlugin
 from tests.plugins.sse.conftest import Serve
-from tests.plugins.sse.helpers import balance, clients_become, frames, networth, take
+from tests.plugins.sse.helpers import balance, clients_become, frames, listen, networth, take
 from tests.support import wait_until_async
 
 
@@ -140,19 +140,16 @@ class TestThreads:
         bus: EventBus,
         broadcaster: Broadcaster,
         auth: SignedTokenAuth,
-        serve: Serve,
+        url: str,
         client: httpx.AsyncClient,
     ) -> None:
         """1,000 events from a non-loop thread arrive complete and in order."""
-        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
         user = uuid4()
         events = [balance(user, str(i)) for i in range(1000)]
         loop_thread = threading.get_ident()
         threads_seen: set[int] = set()
         bus.subscribe(DomainEvent, lambda e: threads_seen.add(threading.get_ident()))
-        async with client.stream("GET", url, params={"token": auth.issue(user)}) as response:
-            stream = frames(response)
-            await clients_become(broadcaster, 1)
+        async with listen(client, url, broadcaster, params={"token": auth.issue(user)}) as stream:
 
             def publish_all() -> None:
                 for event in events:
@@ -188,10 +185,8 @@ class TestEncodeOnce:
         async with contextlib.AsyncExitStack() as stack:
             streams = []
             for user in [alice] * 5 + [bob]:
-                response = await stack.enter_async_context(
-                    client.stream("GET", url, params={"token": auth.issue(user)})
-                )
-                streams.append(frames(response))
+                opened = listen(client, url, params={"token": auth.issue(user)})
+                streams.append(await stack.enter_async_context(opened))
             await clients_become(broadcaster, 6)
             for i in range(30):
                 bus.publish_sync(balance(alice if i % 3 else bob, str(i)))

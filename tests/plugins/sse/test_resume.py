@@ -12,7 +12,7 @@ import pytest
 from eventbus import EventBus
 from eventbus_sse import Broadcaster, SignedTokenAuth, SSEPlugin
 from tests.plugins.sse.conftest import Serve
-from tests.plugins.sse.helpers import balance, clients_become, frames, take
+from tests.plugins.sse.helpers import balance, clients_become, listen, take
 from tests.support import wait_until_async
 
 
@@ -44,16 +44,13 @@ class TestResume:
                 await asyncio.sleep(0)  # let the loop serve the clients between events
 
         received = []
-        async with client.stream("GET", url, params=params) as response:
-            stream = frames(response)
-            await clients_become(broadcaster, 1)
+        async with listen(client, url, broadcaster, params=params) as stream:
             task = asyncio.create_task(publisher())
             received += await take(stream, 50)
         # Disconnected: the publisher is still going. Reconnect from the last id.
         await clients_become(broadcaster, 0)
         headers = {"Last-Event-ID": received[-1].id or ""}
-        async with client.stream("GET", url, params=params, headers=headers) as response:
-            stream = frames(response)
+        async with listen(client, url, params=params, headers=headers) as stream:
             await wait_until_async(lambda: len(published) > 60, what="events during reconnect")
             await task
             received += await take(stream, total - 50)
@@ -67,19 +64,18 @@ class TestResume:
         bus: EventBus,
         broadcaster: Broadcaster,
         auth: SignedTokenAuth,
-        serve: Serve,
+        url: str,
         client: httpx.AsyncClient,
     ) -> None:
         """lastEventId= works like the header, for clients that cannot set it."""
-        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
         user = uuid4()
         events = [balance(user, str(i)) for i in range(5)]
         for event in events:
             bus.publish_sync(event)
         # Ids count up from 1 per broadcaster: the second event's is <epoch>-2.
         params = {"token": auth.issue(user), "lastEventId": f"{broadcaster.epoch}-2"}
-        async with client.stream("GET", url, params=params) as response:
-            got = await take(frames(response), 3)
+        async with listen(client, url, params=params) as stream:
+            got = await take(stream, 3)
         assert event_ids(got) == [str(e.event_id) for e in events[2:]]
 
 
@@ -104,10 +100,7 @@ class TestReset:
         }[which]
         newest = f"{broadcaster.epoch}-10"
         params = {"token": auth.issue(user)}
-        async with client.stream(
-            "GET", url, params=params, headers={"Last-Event-ID": last_id}
-        ) as response:
-            stream = frames(response)
+        async with listen(client, url, params=params, headers={"Last-Event-ID": last_id}) as stream:
             (reset,) = await take(stream, 1)
             live = balance(user, "99")
             bus.publish_sync(live)
@@ -119,10 +112,8 @@ class TestReset:
         assert reset.id == newest
         assert event_ids([frame]) == [str(live.event_id)]
         # The reset's id is resumable: reconnecting with it replays what followed.
-        async with client.stream(
-            "GET", url, params=params, headers={"Last-Event-ID": newest}
-        ) as response:
-            (again,) = await take(frames(response), 1)
+        async with listen(client, url, params=params, headers={"Last-Event-ID": newest}) as stream:
+            (again,) = await take(stream, 1)
         assert again.event == "portfolio.balance.updated"
         assert event_ids([again]) == [str(live.event_id)]
         assert broadcaster.statistics()["resets_sent"] == 1
@@ -131,15 +122,13 @@ class TestReset:
         self,
         broadcaster: Broadcaster,
         auth: SignedTokenAuth,
-        serve: Serve,
+        url: str,
         client: httpx.AsyncClient,
     ) -> None:
         """With nothing buffered, the reset's empty id tells the browser to forget the stale one."""
-        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
         headers = {"Last-Event-ID": "e0123456789a-3"}
-        async with client.stream(
-            "GET", url, params={"token": auth.issue(uuid4())}, headers=headers
-        ) as response:
-            (reset,) = await take(frames(response), 1)
+        params = {"token": auth.issue(uuid4())}
+        async with listen(client, url, params=params, headers=headers) as stream:
+            (reset,) = await take(stream, 1)
         assert reset.event == "stream.reset"
         assert reset.id == ""

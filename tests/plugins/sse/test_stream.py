@@ -12,7 +12,15 @@ import pytest
 from eventbus import EventBus
 from eventbus_sse import Broadcaster, SignedTokenAuth
 from tests.plugins.sse.conftest import Serve
-from tests.plugins.sse.helpers import balance, clients_become, frames, holdings, networth, take
+from tests.plugins.sse.helpers import (
+    balance,
+    clients_become,
+    frames,
+    holdings,
+    listen,
+    networth,
+    take,
+)
 
 
 class TestFrames:
@@ -75,11 +83,10 @@ class TestFrames:
         self,
         broadcaster: Broadcaster,
         auth: SignedTokenAuth,
-        serve: Serve,
+        url: str,
         client: httpx.AsyncClient,
     ) -> None:
         """text/event-stream, no-cache, X-Accel-Buffering: no, and no Connection header."""
-        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
         async with client.stream("GET", url, params={"token": auth.issue(uuid4())}) as response:
             assert response.status_code == 200
             assert response.headers["content-type"] == "text/event-stream"
@@ -121,11 +128,10 @@ class TestRefusals:
         params: dict[str, str],
         broadcaster: Broadcaster,
         auth: SignedTokenAuth,
-        serve: Serve,
+        url: str,
         client: httpx.AsyncClient,
     ) -> None:
         """No or a bad token: 401 with WWW-Authenticate, a plain body, no stream."""
-        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
         response = await client.get(url, params=params)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
@@ -136,11 +142,10 @@ class TestRefusals:
         self,
         broadcaster: Broadcaster,
         auth: SignedTokenAuth,
-        serve: Serve,
+        url: str,
         client: httpx.AsyncClient,
     ) -> None:
         """types= naming an unknown event is a 400 that names it; no stream starts."""
-        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
         params = {"token": auth.issue(uuid4()), "types": "portfolio.balance.updated,nope.nope"}
         response = await client.get(url, params=params)
         assert response.status_code == 400
@@ -151,11 +156,10 @@ class TestRefusals:
         self,
         broadcaster: Broadcaster,
         auth: SignedTokenAuth,
-        serve: Serve,
+        url: str,
         client: httpx.AsyncClient,
     ) -> None:
         """Other methods get a 405 naming GET."""
-        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
         response = await client.post(url, params={"token": auth.issue(uuid4())})
         assert response.status_code == 405
         assert response.headers["allow"] == "GET"
@@ -171,11 +175,10 @@ class TestAuthentication:
         bus: EventBus,
         broadcaster: Broadcaster,
         auth: SignedTokenAuth,
-        serve: Serve,
+        url: str,
         client: httpx.AsyncClient,
     ) -> None:
         """Each of bearer header, ?token= and the cookie authenticates the stream."""
-        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
         user = uuid4()
         token = auth.issue(user)
         kwargs: dict[str, dict[str, str]] = {
@@ -183,10 +186,7 @@ class TestAuthentication:
             "query": {"params": {"token": token}},
             "cookie": {"headers": {"Cookie": f"eventbus_token={token}"}},
         }[how]
-        async with client.stream("GET", url, **kwargs) as response:  # type: ignore[arg-type]
-            assert response.status_code == 200
-            stream = frames(response)
-            await clients_become(broadcaster, 1)
+        async with listen(client, url, broadcaster, **kwargs) as stream:  # type: ignore[arg-type]
             bus.publish_sync(balance(user, "1"))
             (frame,) = await take(stream, 1)
         assert frame.event == "portfolio.balance.updated"
@@ -200,19 +200,16 @@ class TestFiltering:
         bus: EventBus,
         broadcaster: Broadcaster,
         auth: SignedTokenAuth,
-        serve: Serve,
+        url: str,
         client: httpx.AsyncClient,
     ) -> None:
         """Only the named events reach the client; the others are skipped."""
-        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
         user = uuid4()
         params = {
             "token": auth.issue(user),
             "types": "portfolio.networth.updated, portfolio.holdings.updated",
         }
-        async with client.stream("GET", url, params=params) as response:
-            stream = frames(response)
-            await clients_become(broadcaster, 1)
+        async with listen(client, url, broadcaster, params=params) as stream:
             for i in range(3):
                 bus.publish_sync(balance(user, str(i)))
                 bus.publish_sync(holdings(user, i))
@@ -232,11 +229,10 @@ class TestIsolation:
         bus: EventBus,
         broadcaster: Broadcaster,
         auth: SignedTokenAuth,
-        serve: Serve,
+        url: str,
         client: httpx.AsyncClient,
     ) -> None:
         """Three users, two clients each, 600 interleaved events: each client gets exactly its user's."""
-        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
         users = [uuid4() for _ in range(3)]
         makers = (
             lambda u, i: balance(u, str(i)),
@@ -247,10 +243,8 @@ class TestIsolation:
         async with contextlib.AsyncExitStack() as stack:
             streams = []
             for user in users * 2:
-                response = await stack.enter_async_context(
-                    client.stream("GET", url, params={"token": auth.issue(user)})
-                )
-                streams.append((user, frames(response)))
+                opened = listen(client, url, params={"token": auth.issue(user)})
+                streams.append((user, await stack.enter_async_context(opened)))
             await clients_become(broadcaster, 6)
             for i in range(600):
                 user = users[(i * 7 + i // 5) % 3]

@@ -494,7 +494,9 @@ class EventBus(ContextMethods, PluginMethods):
         for sub in self._state[0]:
             if sub._call is call:
                 return sub.handler
-        return call  # a once-subscription that already cancelled itself
+        # A once-subscription that already cancelled itself: its wrapper knows it.
+        owner = getattr(call, "subscription", None)
+        return owner.handler if isinstance(owner, Subscription) else call
 
     @staticmethod
     def _raise_group(event: DomainEvent, errors: list[Exception]) -> None:

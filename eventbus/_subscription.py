@@ -141,6 +141,9 @@ class Subscription(Generic[E]):
                     return inner(event)
                 return None
 
+            # It cancels itself before the handler runs, so the bus can no longer
+            # find it among its subscriptions: let it name the handler in logs/signals.
+            call_once.subscription = self  # type: ignore[attr-defined]
             call = call_once
         self._call = call
 

@@ -90,6 +90,39 @@ class TestSyncSignals:
         assert [p["sender"] for p in published] == [other]
 
 
+class TestHandlerIdentity:
+    """Signals and logs name the handler as subscribed, whatever wraps it inside."""
+
+    @pytest.mark.parametrize("weak", [False, True])
+    def test_once_handler_named(
+        self, bus: EventBus, caplog: pytest.LogCaptureFixture, weak: bool
+    ) -> None:
+        """A once-handler (which cancels itself first) is still reported as itself."""
+        completed: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+
+        class Listener:
+            def fine_once(self, event: Ping) -> None:
+                """Returns normally."""
+
+            def broken_once(self, event: Ping) -> None:
+                raise ValueError("once and broken")
+
+        listener = Listener()
+        bus.subscribe(Ping, listener.fine_once, once=True, weak=weak)
+        bus.subscribe(Ping, listener.broken_once, once=True, weak=weak)
+        with (
+            caplog.at_level(logging.ERROR, logger="eventbus"),
+            signals.handler_completed.connected_to(_collector(completed)),
+            signals.handler_failed.connected_to(_collector(failed)),
+        ):
+            bus.publish_sync(Ping())
+        assert [c["handler"] for c in completed] == [listener.fine_once]
+        assert [f["handler"] for f in failed] == [listener.broken_once]
+        [record] = [r for r in caplog.records if r.name == "eventbus"]
+        assert "Listener.broken_once" in record.getMessage()
+
+
 class TestAsyncSignals:
     """Signals sent by await publish."""
 

@@ -152,7 +152,8 @@ class SSEApp:
             unknown = sorted(types - self._broadcaster.event_names())
             if unknown or not types:
                 known = ", ".join(sorted(self._broadcaster.event_names()))
-                message = f"types: unknown event names {unknown} (known: {known})\n"
+                problem = f"unknown event names {unknown}" if unknown else "no event name given"
+                message = f"types: {problem} (known: {known})\n"
                 await respond(send, 400, message.encode())
                 return
         last_id = _last_event_id(scope, params)

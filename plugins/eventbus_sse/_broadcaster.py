@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar, final
@@ -41,8 +40,9 @@ from uuid import UUID
 
 from eventbus import DomainEvent, codec
 from eventbus.events import event_name
-from eventbus_sse._frames import Frame, build_frame, check_base_id, new_epoch, reset_frame
+from eventbus_sse._frames import Frame, build_frame, check_base_id, new_epoch
 from eventbus_sse._mapping import MappingTable
+from eventbus_sse._resume import ResumeBuffers
 from eventbus_sse._subscriber import Subscriber
 
 if TYPE_CHECKING:
@@ -80,17 +80,19 @@ class Broadcaster:
 
     Args:
         buffer_size: Frames kept per user for ``Last-Event-ID`` resume.
+        buffered_users: Users with a resume buffer, at most; past it, the
+            buffer created longest ago is dropped.
         queue_size: Frames a client may have pending before it is disconnected.
         encoder: Encodes an event's ``data:`` payload, once per event. A public
             hook: wrap `eventbus.codec.dumps` to observe or count encodes.
 
     Raises:
-        ValueError: ``buffer_size`` is negative or ``queue_size`` is below 1.
+        ValueError: ``buffer_size`` is negative, or ``buffered_users`` or
+            ``queue_size`` is below 1.
     """
 
     __slots__ = (
         "__weakref__",
-        "_buffer_size",
         "_buffers",
         "_closed",
         "_encode",
@@ -110,21 +112,23 @@ class Broadcaster:
     def __init__(
         self,
         *,
-        buffer_size: int = 256,
+        buffer_size: int = 64,
+        buffered_users: int = 100_000,
         queue_size: int = 256,
         encoder: Encoder = codec.dumps,
     ) -> None:
         if not isinstance(buffer_size, int) or buffer_size < 0:
             raise ValueError(f"buffer_size must be an int >= 0, got {buffer_size!r}")
+        if not isinstance(buffered_users, int) or buffered_users < 1:
+            raise ValueError(f"buffered_users must be an int >= 1, got {buffered_users!r}")
         if not isinstance(queue_size, int) or queue_size < 1:
             raise ValueError(f"queue_size must be an int >= 1, got {queue_size!r}")
-        self._buffer_size = buffer_size
         self._queue_size = queue_size
         self._encode = encoder
         self._epoch = new_epoch()
+        self._buffers = ResumeBuffers(self._epoch, buffer_size, buffered_users)
         self._mappings = MappingTable()
         self._routes: dict[UUID, tuple[Subscriber, ...]] = {}
-        self._buffers: dict[UUID, deque[Frame]] = {}
         self._subs: set[Subscriber] = set()
         self._seq = 0
         self._closed = False
@@ -263,10 +267,7 @@ class Broadcaster:
         if sse_id is None:
             sse_id = f"{self._epoch}-{seq}"
         frame = Frame(seq, sse_id, name, build_frame(sse_id, name, payload))
-        buffer = self._buffers.get(user)
-        if buffer is None:
-            buffer = self._buffers[user] = deque(maxlen=self._buffer_size)
-        buffer.append(frame)
+        self._buffers.append(user, frame)
         for sub in self._routes.get(user, ()):
             if sub.types is None or name in sub.types:
                 if sub._offer(frame):
@@ -316,23 +317,13 @@ class Broadcaster:
         return sub
 
     def _replay(self, sub: Subscriber, last_event_id: str) -> None:
-        frames = list(self._buffers.get(sub.user, ()))
-        start = next(
-            (i for i in range(len(frames) - 1, -1, -1) if frames[i].id == last_event_id), None
-        )
-        if start is None:
-            foreign = last_event_id[:1] == "e" and not last_event_id.startswith(self._epoch + "-")
-            newest = frames[-1] if frames else None
-            sub.preamble = [reset_frame(newest and newest.id, "epoch" if foreign else "stale")]
-            sub._after = newest.seq if newest else 0
+        replay = self._buffers.replay(sub.user, last_event_id, sub.types)
+        sub.preamble = replay.frames
+        sub._after = replay.after
+        if replay.reset:
             self._stats["resets_sent"] += 1
-            return
-        replay = frames[start + 1 :]
-        if replay:
-            sub._after = replay[-1].seq
-        types = sub.types
-        sub.preamble = [f.data for f in replay if types is None or f.name in types]
-        self._stats["frames_replayed"] += len(sub.preamble)
+        else:
+            self._stats["frames_replayed"] += len(replay.frames)
 
     def _unroute(self, sub: Subscriber, reason: str) -> None:
         subs = self._routes.get(sub.user, ())
@@ -389,6 +380,6 @@ class Broadcaster:
             "clients": len(self._subs),
             "users": len(self._routes),
             "queued": sum(s.queued for s in self._subs),
-            "buffered": sum(len(b) for b in self._buffers.values()),
+            "buffered": len(self._buffers),
             **self._stats,
         }

@@ -31,6 +31,7 @@ __all__ = [
     "Frame",
     "build_frame",
     "check_base_id",
+    "id_epoch",
     "new_epoch",
     "reset_frame",
     "retry_frame",
@@ -44,6 +45,7 @@ HEARTBEAT: Final = b": heartbeat\n\n"
 #: a few separators. Never CR, LF or NUL (they would break the frame), never
 #: ``.`` (reserved for the derived-event suffix).
 _BASE_ID: Final = re.compile(r"[A-Za-z0-9_:\-]{1,128}")
+_LOCAL_ID: Final = re.compile(r"(e[0-9a-f]{11})-[0-9]+")
 
 
 @final
@@ -73,6 +75,12 @@ class Frame:
 def new_epoch() -> str:
     """Return a fresh epoch token: a letter then 11 lowercase hex digits."""
     return "e" + secrets.token_hex(6)[:11]
+
+
+def id_epoch(sse_id: str) -> str | None:
+    """Return the epoch of a broadcaster-assigned id, or ``None`` for any other id."""
+    match = _LOCAL_ID.fullmatch(sse_id)
+    return match.group(1) if match else None
 
 
 def check_base_id(base_id: object) -> str:

@@ -168,12 +168,29 @@ class TestSettings:
 
     @pytest.mark.parametrize(
         ("kwargs", "name"),
-        [({"buffer_size": -1}, "buffer_size"), ({"queue_size": 0}, "queue_size")],
+        [
+            ({"buffer_size": -1}, "buffer_size"),
+            ({"buffered_users": 0}, "buffered_users"),
+            ({"queue_size": 0}, "queue_size"),
+        ],
     )
     def test_bad_sizes(self, kwargs: dict[str, int], name: str) -> None:
         """Negative buffers and empty queues are refused, naming the parameter."""
         with pytest.raises(ValueError, match=name):
             Broadcaster(**kwargs)  # type: ignore[arg-type]
+
+    def test_resume_buffers_are_bounded_per_user_and_in_users(self) -> None:
+        """buffer_size frames per user; past buffered_users, the oldest buffer goes."""
+        broadcaster = Broadcaster(buffer_size=2, buffered_users=2)
+        a, b, c = uuid4(), uuid4(), uuid4()
+        for user in (a, a, a, b, c):  # seqs 1-5; a's buffer is created first
+            broadcaster.handle(balance(user, "1"))
+        assert broadcaster.statistics()["buffered"] == 2  # b's and c's; a's was dropped
+        gone = broadcaster.connect(a, last_event_id=f"{broadcaster.epoch}-2")
+        assert b"event: stream.reset" in gone.preamble[0]
+        kept = broadcaster.connect(b, last_event_id=f"{broadcaster.epoch}-4")
+        assert kept.preamble == []  # resumable: nothing newer to replay
+        assert broadcaster.statistics()["resets_sent"] == 1
 
     async def test_closed_broadcaster_refuses_clients(self) -> None:
         """After aclose(), connect() raises and statistics show no client."""

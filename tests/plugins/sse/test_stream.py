@@ -150,6 +150,9 @@ class TestRefusals:
         response = await client.get(url, params=params)
         assert response.status_code == 400
         assert "nope.nope" in response.text
+        empty = await client.get(url, params={"token": auth.issue(uuid4()), "types": ""})
+        assert empty.status_code == 400
+        assert "no event name" in empty.text
         assert broadcaster.statistics()["clients"] == 0
 
     async def test_only_get(

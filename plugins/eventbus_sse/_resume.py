@@ -1,0 +1,92 @@
+"""Per-user ring buffers of recent frames, for ``Last-Event-ID`` resume.
+
+Memory is bounded twice: ``size`` frames per user, and ``max_users`` buffers.
+When a new user's buffer would pass ``max_users``, the buffer created longest
+ago is dropped (its user's next resume gets a ``stream.reset``). Lookups scan a
+user's buffer from the newest frame: resume is rare, publishing is not.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import final
+from uuid import UUID
+
+from eventbus_sse._frames import Frame, id_epoch, reset_frame
+
+__all__ = ["Replay", "ResumeBuffers"]
+
+
+@final
+class Replay:
+    """What a resuming client is sent before live frames.
+
+    Attributes:
+        frames: Encoded frames: the buffered ones after the client's id (type
+            filter applied), or one ``stream.reset`` frame.
+        after: Live frames with a ``seq`` up to this one are already covered.
+        reset: Whether ``frames`` is a ``stream.reset``.
+    """
+
+    __slots__ = ("after", "frames", "reset")
+
+    def __init__(self, frames: list[bytes], after: int, reset: bool) -> None:
+        self.frames = frames
+        self.after = after
+        self.reset = reset
+
+
+@final
+class ResumeBuffers:
+    """The recent frames of each user, newest last.
+
+    Args:
+        epoch: The owning broadcaster's epoch (ids of other epochs are foreign).
+        size: Frames kept per user.
+        max_users: Users with a buffer, at most.
+    """
+
+    __slots__ = ("_buffers", "_epoch", "_max_users", "_size")
+
+    def __init__(self, epoch: str, size: int, max_users: int) -> None:
+        self._epoch = epoch
+        self._size = size
+        self._max_users = max_users
+        self._buffers: dict[UUID, deque[Frame]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._buffers.values())
+
+    def append(self, user: UUID, frame: Frame) -> None:
+        """Remember ``frame`` as ``user``'s newest."""
+        buffer = self._buffers.get(user)
+        if buffer is None:
+            if len(self._buffers) >= self._max_users:
+                del self._buffers[next(iter(self._buffers))]  # the oldest-created buffer
+            buffer = self._buffers[user] = deque(maxlen=self._size)
+        buffer.append(frame)
+
+    def replay(self, user: UUID, last_id: str, types: frozenset[str] | None) -> Replay:
+        """The frames of ``user`` after ``last_id``, or a reset if it is not buffered.
+
+        The reset names its reason (``"epoch"`` for another broadcaster's id,
+        ``"stale"`` otherwise) and carries the newest buffered id, so the
+        client's next reconnect resumes from there.
+        """
+        frames = list(self._buffers.get(user, ()))
+        start = next((i for i in range(len(frames) - 1, -1, -1) if frames[i].id == last_id), None)
+        if start is None:
+            epoch = id_epoch(last_id)
+            reason = "epoch" if epoch is not None and epoch != self._epoch else "stale"
+            newest = frames[-1] if frames else None
+            return Replay(
+                [reset_frame(newest.id if newest else None, reason)],
+                newest.seq if newest else 0,
+                reset=True,
+            )
+        after = frames[start + 1 :]
+        return Replay(
+            [f.data for f in after if types is None or f.name in types],
+            after[-1].seq if after else 0,
+            reset=False,
+        )

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import subprocess
 import sys
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -130,6 +131,63 @@ class TestValidation:
                 new_balance=Decimal(2),
                 delta=Decimal(1),
             )
+
+
+_FACTORIES: dict[type[DomainEvent], Factory] = {
+    AccountBalanceUpdated: balance,
+    AccountHoldingsUpdated: holdings,
+    PortfolioNetWorthRecalculated: networth,
+}
+# Bad values per field type, with words the message must contain.
+_BAD_BY_TYPE: dict[type, list[tuple[object, str]]] = {
+    Decimal: [(1.5, "float"), ("1.00", "Decimal"), (1, "Decimal")],
+    str: [("usd", "uppercase"), ("EURO", "3-letter")],
+    int: [(-1, "non-negative"), (True, "int"), (2.0, "int")],
+    UUID: [("0190f0c6-0000-7000-8000-000000000000", "UUID"), (None, "UUID")],
+    datetime: [(datetime(2026, 5, 1, 8, 0), "timezone-aware"), (0, "datetime")],
+}
+
+
+def _every_field_case() -> list[tuple[type[DomainEvent], str, object, str]]:
+    cases = []
+    for cls in _FACTORIES:
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            for value, words in _BAD_BY_TYPE[hints[field.name]]:
+                cases.append((cls, field.name, value, words))
+    return cases
+
+
+EVERY_FIELD = _every_field_case()
+
+
+class TestEveryFieldOfEveryEvent:
+    """Each field of each portfolio event refuses each kind of bad value, by name."""
+
+    @pytest.mark.parametrize(
+        "case", EVERY_FIELD, ids=[f"{c[0].__name__}.{c[1]}={c[2]!r}" for c in EVERY_FIELD]
+    )
+    def test_rejected_and_named(self, case: tuple[type[DomainEvent], str, object, str]) -> None:
+        """InvalidEventError names the class and the field."""
+        cls, field, value, words = case
+        with pytest.raises(InvalidEventError) as info:
+            _FACTORIES[cls](**{field: value})
+        assert (info.value.event_type, info.value.field) == (cls.__name__, field)
+        assert words in str(info.value)
+
+    def test_matrix_covers_every_field(self) -> None:
+        """The matrix above really covers every field of all three events."""
+        covered = {(c[0], c[1]) for c in EVERY_FIELD}
+        expected = {(cls, f.name) for cls in _FACTORIES for f in dataclasses.fields(cls)}
+        assert covered == expected
+        assert len(expected) == 3 * (2 + 6)  # event_id, occurred_at + six own fields each
+
+    @pytest.mark.parametrize("factory", [balance, networth])
+    def test_wrong_delta(self, factory: Factory) -> None:
+        """Both events with a delta refuse one that is not new - previous."""
+        with pytest.raises(InvalidEventError) as info:
+            factory(delta=Decimal("0.01"))
+        assert info.value.field == "delta"
 
 
 class TestImmutability:

@@ -280,7 +280,11 @@ class Broadcaster:
     # ---------------------------------------------------------------- clients
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Route on ``loop`` (default: the running loop) from now on."""
+        """Route on ``loop`` (default: the running loop) from now on.
+
+        Call it from the loop's own thread: events handled in any other thread
+        are handed to the loop with ``call_soon_threadsafe``.
+        """
         self._loop = loop or asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
 

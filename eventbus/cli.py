@@ -70,9 +70,10 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     import orjson
 
     report = _plugin_report()
+    code = 1 if any(row["status"] == "error" for row in report) else 0
     if args.json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
+        return code
     if not report:
         print("no plugins found in entry-point group 'eventbus'")
     for row in report:
@@ -85,7 +86,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         for sub in row["subscriptions"]:
             kind = "async " if sub["is_async"] else ""
             print(f"  on {sub['event_type']} (priority {sub['priority']}): {kind}{sub['handler']}")
-    return 1 if any(row["status"] == "error" for row in report) else 0
+    return code
 
 
 # -------------------------------------------------------------------------- demo

@@ -58,7 +58,12 @@ class TestPluginsJson:
             assert (row["status"], row["blocked"], row["error"]) == ("loaded", False, None)
             assert (row["distribution"], row["version"]) == ("eventbus", "0.1.0")
             assert row["entry_point"].startswith(f"eventbus_{name}:")
-            assert "eventbus_register" in row["hooks"]
+            assert row["hooks"]
+            assert set(row["hooks"]) <= {
+                "eventbus_register",
+                "eventbus_startup",
+                "eventbus_shutdown",
+            }
 
     def test_reports_subscriptions_with_priorities(
         self, capsys: pytest.CaptureFixture[str]

@@ -7,12 +7,26 @@ Receivers are connected with blinker's ``connected_to`` so none outlives its tes
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from eventbus import EventBus, signals
 from tests.core.samples import Ping
+
+
+@contextmanager
+def recorded() -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Record handler_completed and event_published sends while the block runs."""
+    completed: list[dict[str, Any]] = []
+    published: list[dict[str, Any]] = []
+    with (
+        signals.handler_completed.connected_to(_collector(completed)),
+        signals.event_published.connected_to(_collector(published)),
+    ):
+        yield completed, published
 
 
 def _collector(into: list[dict[str, Any]]) -> Any:
@@ -27,8 +41,6 @@ class TestSyncSignals:
 
     def test_handler_completed_and_event_published(self, bus: EventBus) -> None:
         """Each handler's completion and the whole dispatch are reported with elapsed_ns."""
-        completed: list[dict[str, Any]] = []
-        published: list[dict[str, Any]] = []
 
         def first(event: Ping) -> None:
             """Does nothing."""
@@ -39,10 +51,7 @@ class TestSyncSignals:
         bus.subscribe(Ping, first)
         bus.subscribe(Ping, second)
         event = Ping()
-        with (
-            signals.handler_completed.connected_to(_collector(completed)),
-            signals.event_published.connected_to(_collector(published)),
-        ):
+        with recorded() as (completed, published):
             bus.publish_sync(event)
         assert [(c["sender"], c["event"], c["handler"]) for c in completed] == [
             (bus, event, first),
@@ -128,8 +137,6 @@ class TestAsyncSignals:
 
     async def test_async_timing(self, bus: EventBus) -> None:
         """Under await publish both signals carry elapsed_ns, sync and async handlers alike."""
-        completed: list[dict[str, Any]] = []
-        published: list[dict[str, Any]] = []
 
         async def async_handler(event: Ping) -> None:
             """Does nothing."""
@@ -140,10 +147,7 @@ class TestAsyncSignals:
         bus.subscribe(Ping, async_handler)
         bus.subscribe(Ping, sync_handler)
         event = Ping()
-        with (
-            signals.handler_completed.connected_to(_collector(completed)),
-            signals.event_published.connected_to(_collector(published)),
-        ):
+        with recorded() as (completed, published):
             await bus.publish(event)
         assert [c["handler"] for c in completed] == [async_handler, sync_handler]
         assert all(c["elapsed_ns"] >= 0 for c in completed)

@@ -416,14 +416,19 @@ class TestAtomicRegistration:
 class Lifecycle:
     """Records its startup/shutdown calls into a shared log."""
 
-    def __init__(self, name: str, log: list[str], fail_shutdown: bool = False) -> None:
+    def __init__(
+        self, name: str, log: list[str], fail_shutdown: bool = False, fail_startup: bool = False
+    ) -> None:
         self.name = name
         self.log = log
         self.fail_shutdown = fail_shutdown
+        self.fail_startup = fail_startup
 
     @hookimpl
     async def eventbus_startup(self, bus: EventBus) -> None:
         await asyncio.sleep(0)  # really suspends: the bus must await it
+        if self.fail_startup:
+            raise ConnectionError(f"{self.name} could not start")
         self.log.append(f"start:{self.name}")
 
     @hookimpl
@@ -478,6 +483,27 @@ class TestLifecycle:
         [record] = [r for r in caplog.records if r.name == "eventbus"]
         assert "eventbus_shutdown" in record.getMessage()
         assert "Lifecycle" in record.getMessage()
+
+    async def test_failing_startup_rolls_back(self, bus: EventBus) -> None:
+        """A startup failure shuts down the plugins already started, then propagates."""
+        log: list[str] = []
+        bus.register_plugin(Lifecycle("a", log), name="a")
+        bus.register_plugin(Lifecycle("b", log), name="b")
+        bus.register_plugin(Lifecycle("c", log, fail_startup=True), name="c")
+        bus.register_plugin(Lifecycle("d", log), name="d")
+        with pytest.raises(ConnectionError, match="c could not start"):
+            async with bus:
+                log.append("body")  # never reached
+        assert log == ["start:a", "start:b", "stop:b", "stop:a"]
+
+    async def test_first_startup_failing_stops_nothing(self, bus: EventBus) -> None:
+        """If the very first startup fails, no shutdown hook runs."""
+        log: list[str] = []
+        bus.register_plugin(Lifecycle("a", log, fail_startup=True), name="a")
+        bus.register_plugin(Lifecycle("b", log), name="b")
+        with pytest.raises(ConnectionError):
+            await bus.start()
+        assert log == []
 
     async def test_start_binds_loop_for_threadsafe(self, bus: EventBus) -> None:
         """start() binds the running loop (publish_threadsafe works afterwards)."""

@@ -176,7 +176,7 @@ class SSEApp:
         sending = [False]
         pump = asyncio.ensure_future(self._pump(sub, send, sending))
         watch = asyncio.ensure_future(_until_disconnect(receive))
-        closed = asyncio.ensure_future(sub.wait_closed())
+        closed = sub.closed_future()
         try:
             await asyncio.wait((pump, watch, closed), return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -89,11 +89,21 @@ class Subscriber:
             if fut is not None and not fut.done():
                 fut.set_result(None)
 
+    def closed_future(self) -> asyncio.Future[None]:
+        """A future resolved once the broadcaster closes this subscriber.
+
+        A plain future, not a task: cheap to race against others with
+        `asyncio.wait`.
+        """
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            if self.reason is not None:
+                self._done.set_result(None)
+        return self._done
+
     async def wait_closed(self) -> None:
         """Return once the broadcaster closed this subscriber (overflow, shutdown)."""
-        if self.reason is None:
-            self._done = asyncio.get_running_loop().create_future()
-            await self._done
+        await self.closed_future()
 
     async def next_batch(self, idle: float) -> list[Frame] | None:
         """Wait up to ``idle`` seconds for frames and take all queued ones.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -47,6 +49,24 @@ class TestDemoRoutes:
         assert (await client.get(url + "/events")).status_code == 401
         assert (await client.get(url + "/elsewhere")).status_code == 404
         assert (await client.post(url + "/")).status_code == 405
+
+    async def test_mounted_under_a_prefix(
+        self, broadcaster: Broadcaster, auth: SignedTokenAuth
+    ) -> None:
+        """Mounted at /demo (root_path set, full path kept, as Starlette does), / is still the page."""
+        app = demo_app(broadcaster, auth)
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def receive() -> MutableMapping[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/demo/", "root_path": "/demo"}
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 200
+        assert b'id="networth"' in sent[1]["body"]
 
 
 @pytest.mark.browser

@@ -14,7 +14,8 @@ Every signal is sent with the `EventBus` as sender. Keyword arguments:
   (the whole dispatch). Sent after the last handler returned.
 * `handler_completed`: ``event``, ``handler``, ``elapsed_ns``. Sent after each
   handler that returned normally.
-* `handler_failed`: ``event``, ``handler``, ``exception``, ``elapsed_ns``.
+* `handler_failed`: ``event``, ``handler``, ``exception``. Sent for each handler
+  that raised an `Exception` (not timed).
 
 Instrumentation costs nothing while no receiver is connected: the bus checks
 the receiver dicts (a truth test) before measuring anything. A receiver that

@@ -88,6 +88,8 @@ class TestSyncSignals:
             bus.publish_sync(Ping())
         assert completed == []
         assert [f["handler"] for f in failed] == [broken]
+        # Exactly the documented keyword arguments.
+        assert set(failed[0]) == {"sender", "event", "handler", "exception"}
 
     def test_receiver_for_another_sender_not_called(self, bus: EventBus) -> None:
         """Receivers connected for one bus do not hear another bus."""

@@ -37,25 +37,34 @@ class RatioBook:
         *,
         at_most: float | None = None,
         at_least: float | None = None,
+        relative_to: tuple[str, str] | None = None,
     ) -> float:
         """Assert ``time(numerator) / time(denominator)`` is within the bound; return it.
 
-        Skips when timing is disabled or either side was not measured in this
-        run (for example when selected away with ``-k``).
+        With ``relative_to=(num, den)`` the ratio is divided by
+        ``time(num) / time(den)``: a ratio judged against a control measured in
+        the same run (for example, what threads cost a hand-written loop).
+
+        Skips when timing is disabled or a side was not measured in this run
+        (for example when selected away with ``-k``).
         """
         if not self.enabled:
             pytest.skip("timing targets are checked only with benchmarks enabled")
-        missing = [n for n in (numerator, denominator) if n not in self.seconds]
+        names = (numerator, denominator, *(relative_to or ()))
+        missing = [n for n in names if n not in self.seconds]
         if missing:
             pytest.skip(f"not measured in this run: {', '.join(missing)}")
         ratio = self.seconds[numerator] / self.seconds[denominator]
+        name = f"{numerator} / {denominator}"
+        if relative_to is not None:
+            ratio /= self.seconds[relative_to[0]] / self.seconds[relative_to[1]]
+            name = f"({name}) / ({relative_to[0]} / {relative_to[1]})"
         if at_most is not None:
             bound, met = f"<= {at_most}", ratio <= at_most
         elif at_least is not None:
             bound, met = f">= {at_least}", ratio >= at_least
         else:
             raise TypeError("check() needs at_most or at_least")
-        name = f"{numerator} / {denominator}"
         self.checked.append((name, ratio, bound, met))
         assert met, f"{name} = {ratio:.2f}x, target {bound}"
         return ratio

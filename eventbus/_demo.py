@@ -417,7 +417,11 @@ class _Demo:
         for user in self.sim.users:
             self.out.write(f"  {user.name:<8} {base}/?token={auth.issue(user.user_id)}\n")
         until = f"for {self.options.duration:g}s" if self.options.duration else "until Ctrl-C"
-        self.out.write(f"Open a URL in your browser. Running {until}.\n")
+        if self.sim.users:
+            self.out.write(f"Open a URL in your browser. Running {until}.\n")
+        else:  # a serving-only worker: another demo on the same Redis publishes
+            self.out.write(f"Open another worker's URL with port {self.options.port}. ")
+            self.out.write(f"Running {until}.\n")
         self.out.flush()
 
 

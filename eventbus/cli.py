@@ -141,6 +141,17 @@ def _positive(kind: type[int] | type[float]) -> Any:
     return parse
 
 
+def _at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
 # ------------------------------------------------------------------------ parser
 
 
@@ -157,7 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    demo.add_argument("--users", type=_positive(int), default=3, help="simulated users (default 3)")
+    demo.add_argument(
+        "--users",
+        type=_at_least(0),
+        default=3,
+        help="simulated users (default 3; 0 only serves, e.g. a second worker with --redis)",
+    )
     demo.add_argument(
         "--duration",
         type=_positive(float),

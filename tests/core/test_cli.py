@@ -150,7 +150,7 @@ class TestParser:
     @pytest.mark.parametrize(
         ("argv", "option"),
         [
-            (["demo", "--users", "0"], "--users"),
+            (["demo", "--users", "-1"], "--users"),
             (["demo", "--duration", "-1"], "--duration"),
             (["demo", "--interval", "abc"], "--interval"),
         ],

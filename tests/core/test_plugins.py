@@ -257,6 +257,27 @@ class TestBrokenEntryPoints:
         bus.block_plugin("broken")
         assert bus.load_entry_points(group=group) == ["good"]
 
+    def test_load_error_stops_the_scan_and_can_be_resumed(self, site: Path, group: str) -> None:
+        """Plugins before the broken one stay loaded; blocking it and loading again adds the rest."""
+        modules = {name: f"{name}plugin_{next(_unique)}" for name in ("a", "c")}
+        broken = f"bplugin_{next(_unique)}"
+        for name, module in modules.items():
+            make_dist(
+                site,
+                f"{name}dist",
+                "1",
+                {group: {name: f"{module}:Plugin"}},
+                {module: PLUGIN_SOURCE},
+            )
+        make_dist(site, "bdist", "1", {group: {"b": f"{broken}:Plugin"}}, {broken: "1/0\n"})
+        bus = EventBus()
+        with pytest.raises(PluginLoadError, match="'b'"):
+            bus.load_entry_points(group=group)
+        assert [p.name for p in bus.plugins()] == ["a"]  # discovery is in name order
+        bus.block_plugin("b")
+        assert bus.load_entry_points(group=group) == ["c"]
+        assert [p.name for p in bus.plugins()] == ["a", "c"]
+
 
 class TestBlocking:
     """Blocking by name, by env var, and disabling autoload entirely."""

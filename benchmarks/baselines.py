@@ -87,7 +87,7 @@ def base_class_runs(handlers: int = 3, kinds: int = 10) -> dict[str, Callable[[i
     for event in events:
         for func in funcs:
             exact.subscribe(type(event), func)
-    table = {type(event): tuple(funcs) for event in events}
+    table: dict[type, tuple[Callable[[Any], Any], ...]] = {type(e): tuple(funcs) for e in events}
 
     def hand_loop(e: DomainEvent) -> None:
         for h in table[type(e)]:
@@ -110,7 +110,7 @@ def priority_calls(event: AccountBalanceUpdated) -> dict[str, Call]:
     ordered = tuple(
         f for _, f in sorted(zip(MIXED_PRIORITIES, funcs, strict=True), key=lambda p: -p[0])
     )
-    table = {AccountBalanceUpdated: ordered}
+    table: dict[type, tuple[Callable[[Any], Any], ...]] = {AccountBalanceUpdated: ordered}
 
     def hand_loop(e: DomainEvent) -> None:
         for h in table[type(e)]:
@@ -133,7 +133,9 @@ def mixed_async_calls(event: AccountBalanceUpdated, pairs: int = 2) -> dict[str,
         for func, is_async in ((sync_func, False), (async_func, True)):
             bus.subscribe(AccountBalanceUpdated, func)
             plan.append((func, is_async))
-    table = {AccountBalanceUpdated: tuple(plan)}
+    table: dict[type, tuple[tuple[Callable[[Any], Any], bool], ...]] = {
+        AccountBalanceUpdated: tuple(plan)
+    }
 
     async def mixed_loop(e: DomainEvent) -> None:
         for h, is_async in table[type(e)]:

@@ -3,26 +3,31 @@
 The bus tracks dispatch context lazily (``eventbus/_context.py``): a fresh bus
 runs untracked until a publish overlaps another or somebody asks for
 ``current_event()``. Each behaviour is therefore checked on a *fresh* bus (the
-transition happens during the test) and on a *primed* one (already tracking).
+transition happens during the test), on a *primed* one (already tracking), and
+on an *instrumented* one (a signal receiver forces the timed dispatch path).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from eventbus import DomainEvent, EventBus, EventCycleError
+from eventbus import DomainEvent, EventBus, EventCycleError, signals
 from tests.core.samples import Ping, Pong
 
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture(name="make_bus", params=["fresh", "primed"])
-def _make_bus(request: pytest.FixtureRequest) -> Callable[..., EventBus]:
-    """Build buses either fresh (untracked) or primed (context tracking already on)."""
+@pytest.fixture(name="make_bus", params=["fresh", "primed", "instrumented"])
+def _make_bus(request: pytest.FixtureRequest) -> Iterator[Callable[..., EventBus]]:
+    """Build buses fresh (untracked), primed (tracking on) or instrumented.
+
+    "instrumented" is a fresh bus while a signal receiver is connected, so every
+    publish takes the timed dispatch path instead of the fast one.
+    """
 
     def make(**kwargs: int | bool) -> EventBus:
         bus = EventBus(**kwargs)  # type: ignore[arg-type]
@@ -30,7 +35,15 @@ def _make_bus(request: pytest.FixtureRequest) -> Callable[..., EventBus]:
             assert bus.current_event() is None  # switches tracking on
         return bus
 
-    return make
+    if request.param == "instrumented":
+        with signals.handler_completed.connected_to(_ignore):
+            yield make
+    else:
+        yield make
+
+
+def _ignore(sender: object, **kwargs: object) -> None:
+    """A signal receiver that does nothing (its presence changes the dispatch path)."""
 
 
 class TestDepthFirst:

@@ -83,6 +83,22 @@ class TestAwaitPublish:
         assert len(seen) == 1
         assert not sub.active
 
+    async def test_subscription_made_while_awaiting_misses_the_event(self, bus: EventBus) -> None:
+        """A handler subscribed during an await of the dispatch waits for the next event."""
+        late: list[DomainEvent] = []
+
+        async def subscribes(event: Ping) -> None:
+            await asyncio.sleep(0)
+            if event.n == 1:
+                bus.subscribe(Ping, late.append)
+
+        bus.subscribe(Ping, subscribes)
+        await bus.publish(Ping(n=1))
+        assert late == []
+        second = Ping(n=2)
+        await bus.publish(second)
+        assert late == [second]
+
 
 class TestConcurrent:
     """concurrent=True: handlers run as tasks at once; publish waits for them all."""

@@ -1,0 +1,375 @@
+"""The running bridge: a bounded outbox, one writer task and one reader task.
+
+Outbound, the bus handler only appends the event to a bounded deque and wakes
+the writer (thread-safely); the writer encodes whatever is pending and appends
+it with one pipelined ``XADD ... MAXLEN ~ N`` per event, in one round trip.
+While Redis is unreachable the deque keeps the newest ``buffer_size`` events,
+dropping (and counting) the oldest, and the writer retries with backoff.
+
+Inbound, the reader ``XREAD BLOCK``s from the last id it saw and re-publishes
+every foreign entry on the local bus, one at a time, in stream order.
+
+Every entry carries its writer's origin id and a per-origin sequence number,
+so a reader skips its own entries (no echo) and any entry it has already
+delivered, which a writer's retry after a lost reply could append twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Final, final
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from eventbus import DomainEvent, EventBus, Subscription, codec
+from eventbus.events import event_name
+from eventbus.exceptions import DecodeError, EventBusError
+from eventbus_redis._settings import RedisBridgeSettings
+
+__all__ = ["RedisBridge", "ScopeFactory"]
+
+_log = logging.getLogger("eventbus.redis")
+
+#: Wraps the re-publication of one remote event, given its stream id: how the
+#: SSE broadcaster learns to use the stream id as the SSE id (``id_scope``).
+ScopeFactory = Callable[[str], AbstractContextManager[object]]
+
+_ORIGIN: Final = b"o"
+_SEQ: Final = b"s"
+_EVENT: Final = b"e"
+# Errors that mean "Redis is unreachable right now": retry, never give up.
+_OUTAGE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+_SKIP, _ROOTS, _ALWAYS = 0, 1, 2
+
+
+@final
+class RedisBridge:
+    """Bridges ``bus`` to one Redis stream; `start` and `aclose` on the bus's loop.
+
+    Args:
+        bus: The local bus.
+        client: A ``redis.asyncio.Redis`` with ``decode_responses=False``.
+        settings: Limits and the event classes to bridge.
+        owns_client: Close ``client`` in `aclose`.
+        sse_scope: Wraps each remote re-publication (see `ScopeFactory`).
+    """
+
+    __slots__ = (
+        "_bus",
+        "_client",
+        "_idle",
+        "_inbound",
+        "_inflight",
+        "_last_id",
+        "_loop",
+        "_loop_thread",
+        "_modes",
+        "_origin",
+        "_outbox",
+        "_owns_client",
+        "_reader",
+        "_seen",
+        "_seq",
+        "_settings",
+        "_sse_scope",
+        "_stats",
+        "_subscriptions",
+        "_unlogged_drops",
+        "_wake",
+        "_wake_pending",
+        "_writer",
+    )
+
+    def __init__(
+        self,
+        bus: EventBus,
+        client: Redis,
+        settings: RedisBridgeSettings,
+        *,
+        owns_client: bool,
+        sse_scope: ScopeFactory | None = None,
+    ) -> None:
+        self._bus = bus
+        self._client = client
+        self._settings = settings
+        self._owns_client = owns_client
+        self._sse_scope = sse_scope
+        self._origin = uuid.uuid4().hex.encode()
+        self._outbox: deque[DomainEvent] = deque(maxlen=settings.buffer_size)
+        self._inflight: list[tuple[bytes, bytes]] = []
+        self._seq = 0
+        self._seen: dict[bytes, int] = {}
+        self._modes: dict[type, int] = {}
+        self._inbound: DomainEvent | None = None
+        self._last_id: bytes | None = None
+        self._unlogged_drops = 0
+        self._wake_pending = False
+        self._subscriptions: list[Subscription[DomainEvent]] = []
+        self._stats = dict.fromkeys(
+            ("sent", "received", "dropped", "reconnects", "echoes", "duplicates", "malformed"), 0
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def origin(self) -> str:
+        """This bridge's origin id, written into every entry it appends."""
+        return self._origin.decode()
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: sent, received, buffered, dropped, reconnects, echoes, duplicates, malformed."""
+        return {**self._stats, "buffered": len(self._outbox) + len(self._inflight)}
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Subscribe the outbound handler and start the writer and reader tasks."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        try:
+            self._last_id = await self._stream_tail()
+        except _OUTAGE as exc:  # local publishing must work without Redis
+            _log.warning("Redis is unreachable at startup (%s); buffering until it is back", exc)
+        # Highest priority: a root event is queued before its handlers publish
+        # anything that is forwarded too, so the stream keeps causal order.
+        events = dict.fromkeys(self._settings.events)
+        # A class under another selected class is covered already: subscribing
+        # it too would queue its events twice.
+        for cls in [c for c in events if not any(c is not o and issubclass(c, o) for o in events)]:
+            self._subscriptions.append(self._bus.subscribe(cls, self._on_event, priority=2**30))
+        self._writer = asyncio.create_task(self._write_loop(), name="eventbus-redis-writer")
+        self._reader = asyncio.create_task(self._read_loop(), name="eventbus-redis-reader")
+
+    async def aclose(self) -> None:
+        """Stop forwarding, flush what is pending (up to ``drain_timeout``), then close."""
+        for sub in self._subscriptions:
+            sub.cancel()
+        self._subscriptions.clear()
+        if self._writer is not None and not self._writer.done():
+            self._wake.set()
+            try:
+                await asyncio.wait_for(self._drained(), self._settings.drain_timeout)
+            except TimeoutError:
+                _log.warning(
+                    "Redis bridge closed with %d event(s) not sent (Redis unreachable)",
+                    self.statistics()["buffered"],
+                )
+        for task in (self._reader, self._writer):
+            if task is not None:
+                await _cancel(task)
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _drained(self) -> None:
+        while self._outbox or self._inflight:
+            self._idle.clear()
+            self._wake.set()
+            await self._idle.wait()
+
+    # ------------------------------------------------------------- outbound
+
+    def _mode(self, cls: type[DomainEvent]) -> int:
+        if event_name(cls) is None:
+            mode = _SKIP
+        elif issubclass(cls, self._settings.forward_always):
+            mode = _ALWAYS
+        else:
+            mode = _ROOTS
+        self._modes[cls] = mode
+        return mode
+
+    def _on_event(self, event: DomainEvent) -> None:
+        """The bus handler: queue ``event`` if it is to be forwarded; never blocks."""
+        mode = self._modes.get(type(event))
+        if mode is None:
+            mode = self._mode(type(event))
+        if mode == _SKIP:
+            return
+        chain = self._bus.event_chain()
+        # A root event is alone in its dispatch chain. Whatever the chain, an
+        # event caused by a remote event is that process's to forward, not ours.
+        if (mode == _ROOTS and len(chain) > 1) or (chain and chain[0] is self._inbound):
+            return
+        outbox = self._outbox
+        if len(outbox) == outbox.maxlen:
+            self._stats["dropped"] += 1
+            if not self._unlogged_drops:
+                _log.warning(
+                    "Redis bridge buffer full (%d events): dropping the oldest until Redis is back",
+                    outbox.maxlen,
+                )
+            self._unlogged_drops += 1
+        outbox.append(event)
+        if threading.get_ident() == self._loop_thread:
+            self._wake.set()
+        elif not self._wake_pending and self._loop is not None:
+            self._wake_pending = True
+            with contextlib.suppress(RuntimeError):  # loop closed: nothing to wake
+                self._loop.call_soon_threadsafe(self._wake_from_thread)
+
+    def _wake_from_thread(self) -> None:
+        self._wake_pending = False
+        self._wake.set()
+
+    def _take_batch(self) -> None:
+        outbox, batch = self._outbox, self._inflight
+        for _ in range(min(self._settings.batch_size, len(outbox))):
+            event = outbox.popleft()
+            try:
+                payload = codec.dumps(event)
+            except EventBusError as exc:
+                self._stats["dropped"] += 1
+                _log.error("Redis bridge cannot encode %r: %s", event, exc)
+                continue
+            self._seq += 1
+            batch.append((str(self._seq).encode(), payload))
+
+    async def _write_loop(self) -> None:
+        settings, stats = self._settings, self._stats
+        delay = settings.backoff_initial
+        while True:
+            if not self._inflight:
+                if not self._outbox:
+                    self._wake.clear()
+                    self._idle.set()
+                    await self._wake.wait()
+                    continue
+                self._take_batch()
+                if not self._inflight:
+                    continue
+            try:
+                await self._append(self._inflight)
+            except _OUTAGE as exc:
+                _log.debug("Redis bridge writer: %s; retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)  # backoff, not synchronisation
+                delay = min(delay * 2, settings.backoff_max)
+                continue
+            except RedisError as exc:  # e.g. the key holds another type: retrying won't help
+                stats["dropped"] += len(self._inflight)
+                _log.error("Redis bridge dropped %d event(s): %s", len(self._inflight), exc)
+            else:
+                stats["sent"] += len(self._inflight)
+            self._inflight.clear()
+            delay = settings.backoff_initial
+            if self._unlogged_drops:
+                _log.warning(
+                    "Redis bridge is sending again; %d event(s) were dropped", self._unlogged_drops
+                )
+                self._unlogged_drops = 0
+
+    async def _append(self, batch: list[tuple[bytes, bytes]]) -> None:
+        settings, origin = self._settings, self._origin
+        pipe = self._client.pipeline(transaction=False)
+        for seq, payload in batch:
+            pipe.xadd(
+                settings.stream,
+                {_ORIGIN: origin, _SEQ: seq, _EVENT: payload},
+                maxlen=settings.maxlen,
+                approximate=True,
+            )
+        await pipe.execute()
+
+    # -------------------------------------------------------------- inbound
+
+    async def _stream_tail(self) -> bytes:
+        """The id of the newest entry, so a new reader starts after it."""
+        newest: Any = await self._client.xrevrange(self._settings.stream, count=1)
+        return bytes(newest[0][0]) if newest else b"0-0"
+
+    async def _read_loop(self) -> None:
+        settings, stats = self._settings, self._stats
+        delay, failed = settings.backoff_initial, False
+        while True:
+            try:
+                if self._last_id is None:
+                    self._last_id = await self._stream_tail()
+                reply: Any = await self._client.xread(
+                    {settings.stream: self._last_id},
+                    count=settings.read_count,
+                    block=settings.block_ms,
+                )
+            except _OUTAGE as exc:
+                if not failed:
+                    _log.warning("Redis bridge lost Redis (%s); reconnecting", exc)
+                failed = True
+                await asyncio.sleep(delay)  # capped exponential backoff
+                delay = min(delay * 2, settings.backoff_max)
+                continue
+            if failed:
+                stats["reconnects"] += 1
+                _log.warning("Redis bridge reconnected; resuming after %s", self._last_id)
+                failed, delay = False, settings.backoff_initial
+            for _stream, entries in _streams(reply):
+                for entry_id, fields in entries:
+                    self._last_id = entry_id
+                    await self._deliver(entry_id, fields)
+
+    async def _deliver(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        origin = fields.get(_ORIGIN)
+        if origin == self._origin:
+            self._stats["echoes"] += 1
+            return
+        try:
+            if origin is None:
+                raise DecodeError("no origin field 'o'")
+            seq = int(fields.get(_SEQ, b""))
+            event = codec.loads(fields.get(_EVENT, b""))
+        except (DecodeError, ValueError) as exc:
+            self._stats["malformed"] += 1
+            _log.warning(
+                "Redis bridge skipped malformed entry %s: %s",
+                entry_id.decode(errors="replace"),
+                exc,
+                extra={"stream_id": entry_id.decode(errors="replace")},
+            )
+            return
+        last = self._seen.get(origin)
+        if last is not None and seq <= last:
+            self._stats["duplicates"] += 1
+            return
+        self._seen[origin] = seq
+        self._inbound = event
+        try:
+            scope = self._sse_scope
+            with scope(entry_id.decode()) if scope else contextlib.nullcontext():
+                await self._bus.publish(event)
+        except Exception:  # a strict bus raises its handlers' failures: keep reading
+            _log.exception("handlers failed on remote event from entry %s", entry_id.decode())
+        finally:
+            self._inbound = None
+        self._stats["received"] += 1
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it to end.
+
+    Cancels again while it runs: on Python 3.11 ``asyncio.wait_for`` (which
+    redis-py uses to send commands under a socket timeout) can swallow a
+    cancellation that arrives just as the send completes.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _streams(reply: Any) -> Any:
+    """``XREAD``'s reply as (stream, entries) pairs, under RESP2 (list) or RESP3 (dict)."""
+    if not reply:
+        return ()
+    return reply.items() if isinstance(reply, dict) else reply

@@ -6,6 +6,7 @@ they never touch the process-wide registry the codec tests inspect.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from uuid import uuid4
@@ -35,6 +36,11 @@ class Pong(DomainEvent):
     """An unrelated test event."""
 
     n: int = 0
+
+
+def numbers(events: Iterable[DomainEvent]) -> tuple[int, ...]:
+    """The ``n`` of each `Ping` / `Pong` in ``events`` (for compact chain assertions)."""
+    return tuple(e.n for e in events if isinstance(e, Ping | Pong))
 
 
 def balance(**overrides: object) -> AccountBalanceUpdated:

@@ -143,7 +143,8 @@ class TestRoundTrip:
         assert isinstance(wire["data"]["delta"], str)
         decoded = codec.loads(codec.dumps(event))
         assert decoded == event
-        assert str(decoded.new_balance) == str(Decimal(value))  # type: ignore[attr-defined]
+        assert isinstance(decoded, AccountBalanceUpdated)
+        assert str(decoded.new_balance) == str(Decimal(value))
 
     def test_envelope_shape(self) -> None:
         """The envelope has exactly type, event_id, occurred_at and data."""

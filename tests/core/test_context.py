@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from eventbus import DomainEvent, EventBus, EventCycleError, signals
-from tests.core.samples import Ping, Pong
+from tests.core.samples import Ping, Pong, numbers
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -200,15 +200,15 @@ class TestCurrentEvent:
         seen: list[tuple[int, str, object, tuple[int, ...]]] = []
 
         def handler(event: Ping) -> None:
-            chain = tuple(e.n for e in bus.event_chain())
+            chain = numbers(bus.event_chain())
             seen.append((event.n, "before", bus.current_event(), chain))
             if event.n < 3:
                 bus.publish_sync(Ping(n=event.n + 1))
-            chain = tuple(e.n for e in bus.event_chain())
+            chain = numbers(bus.event_chain())
             seen.append((event.n, "after", bus.current_event(), chain))
 
         events: dict[int, Ping] = {}
-        bus.subscribe(Ping, lambda e: events.setdefault(e.n, e), priority=1)
+        bus.subscribe(Ping, lambda e: events.__setitem__(e.n, e), priority=1)
         bus.subscribe(Ping, handler)
         bus.publish_sync(Ping(n=0))
         expected = [(n, "before", events[n], tuple(range(n + 1))) for n in range(4)]
@@ -324,7 +324,7 @@ class TestCurrentEvent:
         bus = make_bus()
         outer = Ping(n=0)
         seen: list[tuple[str, tuple[DomainEvent, ...]]] = []
-        nested: list[Pong] = []
+        nested: list[DomainEvent] = []
 
         async def worker(event: Ping) -> None:
             seen.append((f"worker{event.n}", bus.event_chain()))
@@ -371,13 +371,13 @@ class TestCurrentEvent:
     def test_separate_buses_do_not_mix(self) -> None:
         """Context is per bus: another bus's dispatch is not this bus's current event."""
         bus_a, bus_b = EventBus(), EventBus()
-        seen: list[object] = []
+        seen: list[tuple[tuple[DomainEvent, ...], DomainEvent | None]] = []
         bus_a.subscribe(Ping, lambda e: bus_b.publish_sync(Pong()))
         bus_b.subscribe(Pong, lambda e: seen.append((bus_a.event_chain(), bus_b.current_event())))
         outer = Ping()
         bus_a.publish_sync(outer)
         assert len(seen) == 1
-        chain_a, current_b = seen[0]  # type: ignore[misc]
+        chain_a, current_b = seen[0]
         assert chain_a == (outer,)
         assert isinstance(current_b, Pong)
 
@@ -394,7 +394,7 @@ class TestTransitions:
         async def handler(event: Ping) -> None:
             if event.n >= 99:
                 return  # the warm-up publish: compiles and caches the plan
-            chains.append(tuple(e.n for e in bus.event_chain()))
+            chains.append(numbers(bus.event_chain()))
             try:
                 await bus.publish(Ping(n=event.n + 1))
             except EventCycleError as exc:
@@ -438,7 +438,7 @@ class TestTransitions:
                 inside[root].set()
                 await inside[3 - root].wait()  # both roots in flight at once
                 await bus.publish(Ping(n=event.n + 1))
-            seen[root].append(tuple(e.n for e in bus.event_chain()))
+            seen[root].append(numbers(bus.event_chain()))
 
         bus.subscribe(Ping, handler)
         await asyncio.gather(bus.publish(Ping(n=10)), bus.publish(Ping(n=20)))
@@ -503,7 +503,7 @@ class TestTransitions:
                 await asyncio.to_thread(bus.publish_sync, Pong(n=1))
 
         bus.subscribe(Ping, on_ping)
-        bus.subscribe(Pong, lambda e: seen.append(tuple(x.n for x in bus.event_chain())))
+        bus.subscribe(Pong, lambda e: seen.append(numbers(bus.event_chain())))
         await bus.publish(Ping(n=5))  # warm-up: plan cached
         await bus.publish(Ping(n=0))
         assert seen == [(0, 1)]

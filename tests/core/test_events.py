@@ -119,7 +119,7 @@ class TestValidation:
     def test_keyword_only(self) -> None:
         """Events cannot be built positionally."""
         with pytest.raises(TypeError):
-            AccountHoldingsUpdated(uuid4(), uuid4(), 1, 1, 1, 1)  # type: ignore[misc]
+            AccountHoldingsUpdated(uuid4(), uuid4(), 1, 1, 1, 1)  # type: ignore[call-arg, arg-type]
 
     def test_missing_field(self) -> None:
         """A missing required field is a TypeError naming it (dataclass behaviour)."""
@@ -198,7 +198,7 @@ class TestImmutability:
         """Assigning any field raises FrozenInstanceError."""
         event = factory()
         with pytest.raises(dataclasses.FrozenInstanceError):
-            event.user_id = uuid4()  # type: ignore[misc]
+            event.user_id = uuid4()  # type: ignore[attr-defined]
         with pytest.raises(dataclasses.FrozenInstanceError):
             event.event_id = uuid4()  # type: ignore[misc]
 

@@ -10,10 +10,11 @@ import gc
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from eventbus import DomainEvent, EventBus
+from eventbus import DomainEvent, EventBus, Subscription
 from tests.core.samples import Ping, Pong
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fast_switching")]
@@ -103,7 +104,7 @@ class TestConcurrentPublishing:
             # invalidating the plan cache under the publishers' feet.
             counter = Counter()
             while not publishers_done.is_set():
-                subs = [
+                subs: list[Subscription[Any]] = [
                     bus.subscribe(Ping, counter),
                     bus.subscribe(DomainEvent, counter, priority=1),
                     bus.subscribe(Pong, counter),

@@ -7,6 +7,7 @@ with timing.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from typing import Any
@@ -98,6 +99,67 @@ class TestAwaitPublish:
         second = Ping(n=2)
         await bus.publish(second)
         assert late == [second]
+
+
+class TestSkippedAsyncCalls:
+    """Wrappers that skip the call (once already used, weak target dead) stay awaitable."""
+
+    async def test_once_async_raced_by_two_tasks(self, strict_bus: EventBus) -> None:
+        """Two tasks publishing at once through the same plan: one delivery, no error."""
+        seen: list[DomainEvent] = []
+        gate = asyncio.Event()
+
+        async def handler(event: Ping) -> None:
+            seen.append(event)
+
+        async def hold(event: Ping) -> None:
+            await gate.wait()  # both publishes are now past plan lookup
+
+        strict_bus.subscribe(Ping, hold, priority=1)
+        strict_bus.subscribe(Ping, handler, once=True)
+        await strict_bus.publish(Pong())  # any publish: binds the loop, nothing else
+        first = asyncio.ensure_future(strict_bus.publish(Ping(n=1)))
+        second = asyncio.ensure_future(strict_bus.publish(Ping(n=2)))
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=10)  # no ExceptionGroup
+        assert len(seen) == 1
+
+    async def test_once_async_reentrant(self, strict_bus: EventBus) -> None:
+        """An async once-handler re-publishing its own type runs once, without error."""
+        seen: list[int] = []
+
+        async def handler(event: Ping) -> None:
+            seen.append(event.n)
+            await strict_bus.publish(Ping(n=event.n + 1))
+
+        strict_bus.subscribe(Ping, handler, once=True)
+        await strict_bus.publish(Ping(n=0))
+        assert seen == [0]
+
+    @pytest.mark.parametrize("concurrent", [False, True])
+    async def test_weak_async_target_died_mid_dispatch(
+        self, strict_bus: EventBus, concurrent: bool
+    ) -> None:
+        """A weak async handler whose object dies during the dispatch is skipped cleanly."""
+
+        class Listener:
+            def __init__(self) -> None:
+                self.seen: list[DomainEvent] = []
+
+            async def on_ping(self, event: Ping) -> None:
+                self.seen.append(event)
+
+        holder = [Listener()]
+
+        def kill(event: Ping) -> None:
+            holder.clear()
+            gc.collect()
+
+        strict_bus.subscribe(Ping, kill, priority=1)
+        strict_bus.subscribe(Ping, holder[0].on_ping, weak=True, concurrent=concurrent)
+        await strict_bus.publish(Ping())  # the plan was taken before the listener died
+        await strict_bus.publish(Ping())
 
 
 class TestConcurrent:

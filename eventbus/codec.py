@@ -28,6 +28,7 @@ from uuid import UUID
 
 import orjson
 
+import eventbus.portfolio  # noqa: F401  # registers the built-in wire names, so loads() knows them
 from eventbus.events import DomainEvent, event_class, event_name
 from eventbus.exceptions import DecodeError, EventBusError
 

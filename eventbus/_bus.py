@@ -153,7 +153,9 @@ class EventBus(ContextMethods, PluginMethods):
 
     def subscriptions(self) -> tuple[Subscription[Any], ...]:
         """All active subscriptions, in subscription order."""
-        return self._state[0]
+        # A weak subscription whose object died while another thread held the
+        # lock is only marked inactive until the next change (see _unsubscribe).
+        return tuple(s for s in self._state[0] if s._active)
 
     def _unsubscribe(self, sub: Subscription[Any], *, blocking: bool = True) -> bool:
         if not self._lock.acquire(blocking):

@@ -112,11 +112,14 @@ class PluginHost:
             name = name or self._pm.get_canonical_name(plugin)
             if name in self._records:
                 raise PluginRegistrationError(name, "a plugin with this name is already registered")
+            # The same object may already be registered under another name:
+            # pluggy refuses it then, and that registration must be left alone.
+            already = self._pm.is_registered(plugin)
             try:
                 self._pm.register(plugin, name)
                 self._pm.check_pending()
             except (ValueError, pluggy.PluginValidationError) as exc:
-                if self._pm.is_registered(plugin):
+                if not already and self._pm.is_registered(plugin):
                     self._pm.unregister(plugin)
                 raise PluginRegistrationError(name, f"rejected by pluggy: {exc}") from exc
             record = self._records[name] = _Record(plugin, entry_point)
@@ -126,11 +129,14 @@ class PluginHost:
             try:
                 for impl in self._impls("eventbus_register", [plugin]):
                     impl.function(bus=bus)
-            except Exception as exc:
+            except BaseException as exc:
+                # KeyboardInterrupt too: never leave a half-registered plugin.
                 for sub in record.subs:
                     sub.cancel()
                 del self._records[name]
                 self._pm.unregister(plugin)
+                if not isinstance(exc, Exception):
+                    raise
                 raise PluginRegistrationError(
                     name, f"eventbus_register raised {type(exc).__name__}: {exc}"
                 ) from exc

@@ -32,6 +32,14 @@ def handler_name(handler: object) -> str:
     return f"{module}.{qualname}"
 
 
+async def _skipped() -> None:
+    """What an async handler's wrapper returns when it does not call the handler.
+
+    The bus awaits (or makes a task of) whatever an async handler returns, so a
+    skipped call must still return an awaitable, never ``None``.
+    """
+
+
 def _is_async(handler: object) -> bool:
     if inspect.iscoroutinefunction(handler):
         return True
@@ -104,6 +112,7 @@ class Subscription(Generic[E]):
         self.plugin = plugin
         self._handler_ref: Callable[[], Handler[E] | None]
         self._call: Callable[[Any], Any]
+        is_async = self.is_async
         if weak:
             ref: Callable[[], Any]
             me = weakref.ref(self)
@@ -123,7 +132,9 @@ class Subscription(Generic[E]):
 
             def call_weak(event: E) -> Any:
                 target = ref()
-                return None if target is None else target(event)
+                if target is None:  # died after the plan was taken
+                    return _skipped() if is_async else None
+                return target(event)
 
             call: Callable[[Any], Any] = call_weak
         else:
@@ -139,7 +150,8 @@ class Subscription(Generic[E]):
                 if next(first) == 0:
                     self.cancel()
                     return inner(event)
-                return None
+                # Delivered already (a plan taken before the cancel, or a race).
+                return _skipped() if is_async else None
 
             # It cancels itself before the handler runs, so the bus can no longer
             # find it among its subscriptions: let it name the handler in logs/signals.

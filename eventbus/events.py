@@ -86,7 +86,9 @@ class DomainEvent:
             _fail(self, "occurred_at", f"must be a datetime, got {type(when).__name__}")
         if when.tzinfo is None or when.utcoffset() is None:
             _fail(self, "occurred_at", "must be timezone-aware (naive datetimes are ambiguous)")
-        if when.utcoffset():
+        # Not just a non-zero offset: a zone at UTC+0 (Europe/London in winter)
+        # is still not UTC, and would make occurred_at's tzinfo vary by season.
+        if when.tzinfo is not UTC:
             try:
                 when = when.astimezone(UTC)
             except OverflowError:  # e.g. 0001-01-01T00:00+05:00 has no UTC equivalent

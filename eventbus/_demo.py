@@ -6,11 +6,10 @@ hands back the loaded objects. The core never imports a plugin package: the
 SSE helpers the demo needs (``SignedTokenAuth``, ``demo_app``) are looked up in
 the package of the plugin object the bus loaded (`plugin_api`).
 
-A `Simulator` owns a few users, each with accounts in mixed currencies. On every
-tick it "syncs" one account per user: the balance moves, an
-`AccountBalanceUpdated` is published (and an `AccountHoldingsUpdated` for a
-brokerage account), the net-worth plugin derives `PortfolioNetWorthRecalculated`,
-and the SSE plugin streams all three to that user's browser.
+On a timer, the runner publishes what the `Simulator` (module ``_simulator``)
+reports for each user's account syncs; the net-worth plugin derives
+`PortfolioNetWorthRecalculated`, and the SSE plugin streams all three event
+types to that user's browser.
 """
 
 from __future__ import annotations
@@ -26,13 +25,15 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import IO, TYPE_CHECKING, Any, Final, final
+from typing import IO, TYPE_CHECKING, Any, final
 from uuid import UUID
 
 from eventbus._bus import EventBus
+from eventbus._simulator import BASE_CURRENCY, DEMO_RATES, Simulator
 from eventbus.events import DomainEvent
+from eventbus.exceptions import PluginError
 from eventbus.portfolio import (
     AccountBalanceUpdated,
     AccountHoldingsUpdated,
@@ -42,37 +43,9 @@ from eventbus.portfolio import (
 if TYPE_CHECKING:
     import uvicorn
 
-__all__ = [
-    "BASE_CURRENCY",
-    "DEMO_RATES",
-    "DemoError",
-    "DemoOptions",
-    "DemoUser",
-    "Simulator",
-    "plugin_api",
-    "run_demo",
-]
+__all__ = ["DemoError", "DemoOptions", "plugin_api", "run_demo"]
 
 _log = logging.getLogger("eventbus.demo")
-
-BASE_CURRENCY: Final = "USD"
-#: Fixed demo exchange rates: units of `BASE_CURRENCY` per unit of each currency.
-DEMO_RATES: Final = {
-    "USD": Decimal(1),
-    "EUR": Decimal("1.08"),
-    "GBP": Decimal("1.27"),
-    "CHF": Decimal("1.13"),
-    "JPY": Decimal("0.0067"),
-}
-
-# (name, home currency, savings currency): every user has a mix.
-_PEOPLE: Final = (
-    ("alice", "USD", "EUR"),
-    ("bruno", "EUR", "CHF"),
-    ("chiyo", "JPY", "USD"),
-    ("dev", "GBP", "EUR"),
-    ("elena", "CHF", "GBP"),
-)
 
 
 class DemoError(Exception):
@@ -91,137 +64,6 @@ class DemoOptions:
     redis_url: str | None = None
     seed: int | None = None
     verbose: bool = False
-
-
-# ------------------------------------------------------------------- simulation
-
-
-@dataclass(slots=True)
-class _Account:
-    account_id: UUID
-    label: str
-    kind: str  # checking | savings | card | brokerage
-    currency: str
-    opening: Decimal  # the balance the first sync finds
-    balance: Decimal = Decimal(0)
-    holdings: int = 0
-
-
-@dataclass(slots=True)
-class DemoUser:
-    """A simulated user and their accounts."""
-
-    user_id: UUID
-    name: str
-    accounts: list[_Account] = field(default_factory=list)
-
-
-def _money(value: Decimal, currency: str) -> Decimal:
-    # Yen have no minor unit; the others have cents.
-    return value.quantize(Decimal(1) if currency == "JPY" else Decimal("0.01"))
-
-
-@final
-class Simulator:
-    """Users whose accounts change on every `tick`, as a bank sync would report.
-
-    Args:
-        users: How many users to simulate.
-        rng: The random source; seed it for a repeatable run.
-    """
-
-    __slots__ = ("_rng", "users")
-
-    def __init__(self, users: int, rng: random.Random) -> None:
-        self._rng = rng
-        self.users: list[DemoUser] = [self._make_user(i) for i in range(users)]
-
-    def _uuid(self) -> UUID:
-        # Random bits from our own rng (not uuid4), so --seed repeats the ids.
-        return UUID(int=self._rng.getrandbits(128), version=4)
-
-    def _amount(self, low: int, high: int, currency: str) -> Decimal:
-        scale = 150 if currency == "JPY" else 1  # roughly the same value in yen
-        cents = self._rng.randint(low * 100, high * 100) * scale
-        return _money(Decimal(cents) / 100, currency)
-
-    def _make_user(self, i: int) -> DemoUser:
-        name, home, other = _PEOPLE[i % len(_PEOPLE)]
-        if i >= len(_PEOPLE):
-            name = f"{name}{i // len(_PEOPLE) + 1}"
-        amount, uuid = self._amount, self._uuid
-        accounts = [
-            _Account(uuid(), "Checking", "checking", home, amount(800, 6000, home)),
-            _Account(uuid(), "Savings", "savings", other, amount(5000, 40000, other)),
-            _Account(uuid(), "Credit card", "card", home, -amount(50, 1500, home)),
-            _Account(uuid(), "Brokerage", "brokerage", "USD", amount(10000, 90000, "USD")),
-        ]
-        accounts[3].holdings = self._rng.randint(4, 12)
-        return DemoUser(uuid(), name, accounts)
-
-    def opening_sync(self) -> list[DomainEvent]:
-        """Events of each account's first sync: every balance goes from 0 to its opening value."""
-        events: list[DomainEvent] = []
-        for user in self.users:
-            for account in user.accounts:
-                created, account.holdings = account.holdings, 0
-                events.extend(self._sync(user, account, account.opening, created=created))
-        return events
-
-    def tick(self) -> list[DomainEvent]:
-        """Sync one randomly chosen account of every user; return the resulting events."""
-        events: list[DomainEvent] = []
-        for user in self.users:
-            account = self._rng.choice(user.accounts)
-            events.extend(self._sync(user, account, self._next_balance(account)))
-        return events
-
-    def _next_balance(self, account: _Account) -> Decimal:
-        rng, cur, balance = self._rng, account.currency, account.balance
-        if account.kind == "checking":  # salary now and then, spending otherwise
-            change = self._amount(1500, 3000, cur) if rng.random() < 0.05 else None
-            change = change or -self._amount(5, 250, cur)
-        elif account.kind == "savings":  # transfers in, the odd withdrawal
-            change = self._amount(20, 500, cur) * (1 if rng.random() < 0.8 else -1)
-        elif account.kind == "card":  # purchases, and paying the card off
-            pay = rng.random() < 0.1 and balance < 0
-            change = -balance if pay else -self._amount(3, 180, cur)
-        else:  # brokerage: the market moves up to +-1.5%
-            change = _money(balance * Decimal(rng.randint(-150, 150)) / 10000, cur)
-        new = _money(balance + change, cur)
-        if new == balance:  # this sync reports a change, so make it one
-            new += Decimal(1) if cur == "JPY" else Decimal("0.01")
-        return new
-
-    def _sync(
-        self, user: DemoUser, account: _Account, new: Decimal, created: int = 0
-    ) -> list[DomainEvent]:
-        previous, account.balance = account.balance, new
-        events: list[DomainEvent] = [
-            AccountBalanceUpdated.from_change(
-                user_id=user.user_id,
-                account_id=account.account_id,
-                previous_balance=previous,
-                new_balance=new,
-                currency=account.currency,
-            )
-        ]
-        if account.kind == "brokerage":
-            if not created:  # a rebalance: buy something new, sell something old
-                created = self._rng.randint(0, 1)
-            deactivated = self._rng.randint(0, 1) if account.holdings > 1 else 0
-            account.holdings += created - deactivated
-            events.append(
-                AccountHoldingsUpdated(
-                    user_id=user.user_id,
-                    account_id=account.account_id,
-                    holdings_count=account.holdings,
-                    created_count=created,
-                    updated_count=self._rng.randint(0, account.holdings - created),
-                    deactivated_count=deactivated,
-                )
-            )
-        return events
 
 
 # ---------------------------------------------------------------------- plugins
@@ -337,27 +179,39 @@ class _Demo:
             _fmt(worth.delta, worth.currency, sign=True) if worth else "?",
         )
 
-    async def run(self) -> int:
-        options, bus = self.options, self.bus
+    def _load(self) -> tuple[Any, Any, Any]:
+        """Load the plugins; return the SSE broadcaster, the token auth and the demo app."""
         try:
             import uvicorn  # noqa: F401  # the sse extra: fail early, with the fix
         except ImportError as exc:
             raise DemoError("the demo needs uvicorn: pip install -e '.[sse]'") from exc
-        _configure_plugins(options)
-        bus.load_entry_points()
-        plugin_api(bus, "networth")  # fail early and clearly if it is missing
-        sse, (token_auth, demo_app) = plugin_api(bus, "sse", "SignedTokenAuth", "demo_app")
+        _configure_plugins(self.options)
+        try:
+            self.bus.load_entry_points()
+        except PluginError as exc:
+            raise DemoError(str(exc)) from exc
+        plugin_api(self.bus, "networth")  # fail early and clearly if it is missing
+        sse, (token_auth, demo_app) = plugin_api(self.bus, "sse", "SignedTokenAuth", "demo_app")
         broadcaster: Any = getattr(sse, "broadcaster", None)
         if broadcaster is None:
             raise DemoError("the 'sse' plugin has no broadcaster")
-        auth = token_auth(_token_secret(options.redis_url or os.environ.get("EVENTBUS_REDIS_URL")))
-        bus.subscribe(DomainEvent, self._count, priority=-(2**31))
-        bus.subscribe(PortfolioNetWorthRecalculated, self._remember, priority=-(2**31))
+        redis_url = self.options.redis_url or os.environ.get("EVENTBUS_REDIS_URL")
+        auth = token_auth(_token_secret(redis_url))
+        self.bus.subscribe(DomainEvent, self._count, priority=-(2**31))
+        self.bus.subscribe(PortfolioNetWorthRecalculated, self._remember, priority=-(2**31))
+        return broadcaster, auth, demo_app(broadcaster, auth)
 
-        sock = _bind(options.host, options.port)
+    async def run(self) -> int:
+        broadcaster, auth, app = self._load()
+        sock = _bind(self.options.host, self.options.port)
         ready = asyncio.Event()
-        server = _server(demo_app(broadcaster, auth), ready)
-        async with bus:
+        server = _server(app, ready)
+        try:
+            await self.bus.start()
+        except Exception as exc:  # e.g. --redis without redis-py installed
+            sock.close()
+            raise DemoError(f"a plugin failed to start: {exc}") from exc
+        try:
             serving = asyncio.create_task(server.serve(sockets=[sock]))
             waiting = asyncio.create_task(ready.wait())
             await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
@@ -365,24 +219,19 @@ class _Demo:
             if not ready.is_set():
                 raise DemoError(f"the HTTP server failed to start: {serving.exception()!r}")
             self._listen_for_signals()
-            for event in self.sim.opening_sync():
-                await self._publish(event, quiet=True)
-            for user in self.sim.users:
-                worth = self.worth.get(user.user_id)
-                total = _fmt(worth.new_net_worth, worth.currency) if worth else "unknown"
-                _log.info(
-                    "%-6s linked %d accounts: net worth %s", user.name, len(user.accounts), total
-                )
+            await self._open_accounts()
             self._print_urls(auth)
             simulating = asyncio.create_task(self._simulate())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), options.duration)
+                await asyncio.wait_for(self.stop.wait(), self.options.duration)
             _log.info("shutting down")
             simulating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await simulating
             server.should_exit = True
-        await serving  # the streams ended in the SSE plugin's shutdown hook
+        finally:
+            await self.bus.aclose()  # the SSE plugin ends the streams here
+        await serving
         stats = broadcaster.statistics()
         self.out.write(
             f"demo finished: {self.published} events published, "
@@ -391,6 +240,14 @@ class _Demo:
         )
         self.out.flush()
         return 0
+
+    async def _open_accounts(self) -> None:
+        for event in self.sim.opening_sync():
+            await self._publish(event, quiet=True)
+        for user in self.sim.users:
+            worth = self.worth.get(user.user_id)
+            total = _fmt(worth.new_net_worth, worth.currency) if worth else "unknown"
+            _log.info("%-6s linked %d accounts: net worth %s", user.name, len(user.accounts), total)
 
     async def _simulate(self) -> None:
         while True:
@@ -465,5 +322,5 @@ def run_demo(options: DemoOptions, out: IO[str] | None = None) -> int:
     try:
         return asyncio.run(_Demo(options, out or sys.stdout).run())
     except DemoError as exc:
-        _log.error("eventbus demo: %s", exc)
+        _log.error("%s", exc)
         return 2

@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 from eventbus import DomainEvent, EventBus, codec
-from eventbus._demo import DEMO_RATES, DemoError, Simulator, plugin_api
+from eventbus._demo import DemoError, plugin_api
+from eventbus._simulator import DEMO_RATES, Simulator
 from eventbus.portfolio import AccountBalanceUpdated, AccountHoldingsUpdated
 from tests.plugins.redis.conftest import RedisServer
 from tests.support import free_port, require_binary, wait_until
@@ -261,6 +262,15 @@ class TestDemoCommand:
         assert clash.returncode == 2
         assert f"cannot listen on 127.0.0.1:{first.port}" in clash.stderr
         assert "--port" in clash.stderr
+
+    def test_a_bad_redis_url_is_a_clear_error(self, demo_process: list[DemoProcess]) -> None:
+        """The Redis plugin's own validation message reaches the user; exit code 2."""
+        demo = start_demo(demo_process, "--redis", "http://127.0.0.1:1")
+        assert demo.wait() == 2, demo.diagnostics()
+        errors = "\n".join(demo.err)
+        assert "EVENTBUS_REDIS_URL" in errors
+        assert "redis://" in errors
+        assert "Traceback" not in errors
 
 
 @pytest.mark.redis

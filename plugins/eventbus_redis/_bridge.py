@@ -31,6 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+import eventbus.portfolio  # noqa: F401  # registers the wire names every worker shares
 from eventbus import DomainEvent, EventBus, Subscription, codec
 from eventbus.events import event_name
 from eventbus.exceptions import DecodeError, EventBusError

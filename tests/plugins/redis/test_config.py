@@ -1,0 +1,159 @@
+"""Configuration: inert by default, URL or client, settings validated by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from redis.asyncio import Redis
+
+from eventbus import EventBus
+from eventbus.portfolio import AccountBalanceUpdated
+from eventbus_redis import ENV_URL, RedisBridgePlugin, RedisBridgeSettings
+from tests.plugins.redis.conftest import RedisServer
+from tests.plugins.redis.test_bridge import arrived, collect
+from tests.plugins.sse.helpers import holdings
+from tests.support import wait_until_async
+
+
+class TestInert:
+    """Installed and loaded, the plugin does nothing until configured."""
+
+    async def test_entry_point_without_url_subscribes_nothing(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Loaded by entry point with no URL: no subscriptions, no connection, zero counters."""
+        monkeypatch.delenv(ENV_URL, raising=False)
+        bus = EventBus()
+        bus.load_entry_points()
+        plugin = bus.get_plugin("redis")
+        assert isinstance(plugin, RedisBridgePlugin)
+        assert not plugin.configured
+        async with bus:
+            info = next(p for p in bus.plugins() if p.name == "redis")
+            assert info.subscriptions == ()
+            bus.publish_sync(holdings(uuid4()))
+        assert plugin.statistics() == dict.fromkeys(
+            ("sent", "received", "buffered", "dropped", "reconnects"), 0
+        )
+
+    async def test_env_url_configures(
+        self, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+    ) -> None:
+        """``EVENTBUS_REDIS_URL`` turns the entry-point plugin on."""
+        monkeypatch.setenv(ENV_URL, redis_server.url)
+        bus = EventBus()
+        bus.load_entry_points()
+        plugin = bus.get_plugin("redis")
+        assert isinstance(plugin, RedisBridgePlugin)
+        async with bus:
+            bus.publish_sync(holdings(uuid4()))
+            await wait_until_async(lambda: plugin.statistics()["sent"] == 1, what="sent")
+
+    async def test_configure_the_loaded_plugin(
+        self, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+    ) -> None:
+        """``bus.get_plugin("redis").configure(url=...)`` before start (what ``--redis`` does)."""
+        monkeypatch.delenv(ENV_URL, raising=False)
+        bus = EventBus()
+        bus.load_entry_points()
+        plugin = bus.get_plugin("redis")
+        assert isinstance(plugin, RedisBridgePlugin)
+        plugin.configure(url=redis_server.url, stream="custom", maxlen=10)
+        async with bus:
+            with pytest.raises(RuntimeError, match="before the bus starts"):
+                plugin.configure(url=redis_server.url)
+            for _ in range(50):
+                bus.publish_sync(holdings(uuid4()))
+            await wait_until_async(lambda: plugin.statistics()["sent"] == 50, what="sent")
+        with redis_server.client() as client:
+            assert 10 <= client.xlen("custom") < 50  # MAXLEN ~ trims in whole nodes
+
+
+class TestConnections:
+    """A client instance, or a URL with a password."""
+
+    async def test_client_instance_is_used_and_left_open(self, redis_server: RedisServer) -> None:
+        """The plugin uses the given client and does not close it."""
+        client = Redis(host="127.0.0.1", port=redis_server.port)
+        a, b = EventBus(), EventBus()
+        a.register_plugin(RedisBridgePlugin(client=client), name="redis")
+        b.register_plugin(RedisBridgePlugin(redis_server.url), name="redis")
+        seen_b = collect(b)
+        async with a, b:
+            event = holdings(uuid4())
+            await a.publish(event)
+            await arrived(seen_b, 1)
+        assert await client.ping()
+        await client.aclose()
+
+    async def test_password_url(self, redis_binary: str, tmp_path: Path) -> None:
+        """``redis://:password@host:port`` authenticates; the event crosses."""
+        server = RedisServer(redis_binary, tmp_path, "--requirepass", "s3cret")
+        server.start()
+        try:
+            url = f"redis://:s3cret@127.0.0.1:{server.port}/0"
+            a, b = EventBus(), EventBus()
+            a.register_plugin(RedisBridgePlugin(url), name="redis")
+            b.register_plugin(RedisBridgePlugin(url), name="redis")
+            seen_b = collect(b)
+            async with a, b:
+                await a.publish(holdings(uuid4()))
+                await arrived(seen_b, 1)
+        finally:
+            server.stop()
+
+
+class TestValidation:
+    """Bad settings fail at configuration time, naming the setting."""
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"buffer_size": 0}, "buffer_size"),
+            ({"maxlen": "10"}, "maxlen"),
+            ({"batch_size": 1.5}, "batch_size"),
+            ({"block_ms": -1}, "block_ms"),
+            ({"backoff_initial": 0}, "backoff_initial"),
+            ({"backoff_initial": 1, "backoff_max": 0.5}, "backoff_max"),
+            ({"stream": ""}, "stream"),
+            ({"events": (int,)}, "events"),
+            ({"events": ()}, "events"),
+            ({"forward_always": [str]}, "forward_always"),
+        ],
+    )
+    def test_bad_option(self, options: dict[str, object], message: str) -> None:
+        """ValueError names the setting."""
+        with pytest.raises(ValueError, match=message):
+            RedisBridgePlugin("redis://127.0.0.1:1", **options)
+
+    def test_unknown_option(self) -> None:
+        """A misspelt setting is a TypeError naming it."""
+        with pytest.raises(TypeError, match="bufer_size"):
+            RedisBridgePlugin("redis://127.0.0.1:1", bufer_size=3)
+
+    @pytest.mark.parametrize("url", ["http://127.0.0.1", "127.0.0.1:6379", ""])
+    def test_bad_url(self, url: str) -> None:
+        """A URL that is not redis://, rediss:// or unix:// names ``url``."""
+        with pytest.raises(ValueError, match="url must start with"):
+            RedisBridgePlugin(url)
+
+    def test_bad_env_url(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A bad ``EVENTBUS_REDIS_URL`` names the variable."""
+        monkeypatch.setenv(ENV_URL, "localhost:6379")
+        with pytest.raises(ValueError, match=ENV_URL):
+            RedisBridgePlugin()
+
+    def test_url_and_client_together(self) -> None:
+        """Either a URL or a client."""
+        with pytest.raises(ValueError, match="either url or client"):
+            RedisBridgePlugin("redis://127.0.0.1:1", client=Redis())
+
+    def test_rediss_url_accepted_and_lists_become_tuples(self) -> None:
+        """``rediss://`` (TLS) is accepted; a list of classes is taken as a tuple."""
+        plugin = RedisBridgePlugin(
+            "rediss://:pw@example.invalid:6380/0", events=[AccountBalanceUpdated]
+        )
+        assert plugin.configured
+        assert plugin.settings == RedisBridgeSettings(events=(AccountBalanceUpdated,))

@@ -18,6 +18,7 @@ import redis
 
 from eventbus import EventBus
 from eventbus_redis import RedisBridgePlugin
+from tests.plugins.sse.conftest import _client, _serve  # noqa: F401  # SSE across workers
 from tests.support import free_port, require_binary, wait_until
 
 Bridged = Callable[..., Awaitable[tuple[EventBus, RedisBridgePlugin]]]

@@ -37,7 +37,8 @@ class TestTwoProcesses:
             stdout=subprocess.PIPE,
             limit=2**24,  # the report is one line of 10,000 ids
         )
-        assert worker.stdout is not None and worker.stdin is not None
+        assert worker.stdout is not None
+        assert worker.stdin is not None
         try:
             async with asyncio.timeout(30):
                 assert (await worker.stdout.readline()).strip() == b"ready"

@@ -76,7 +76,8 @@ class TestAcrossWorkers:
             "portfolio.balance.updated",
             "portfolio.networth.updated",
         )
-        assert first.id is not None and STREAM_ID.fullmatch(first.id)
+        assert first.id is not None
+        assert STREAM_ID.fullmatch(first.id)
         assert second.id == f"{first.id}.1"
 
     async def test_one_networth_per_change_on_every_worker(
@@ -123,5 +124,6 @@ class TestAcrossWorkers:
             "portfolio.balance.updated",
             "portfolio.networth.updated",
         ]
-        assert resumed[0].id is not None and STREAM_ID.fullmatch(resumed[0].id)
+        assert resumed[0].id is not None
+        assert STREAM_ID.fullmatch(resumed[0].id)
         assert resumed[0].id > str(seen[0].id)

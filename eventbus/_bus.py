@@ -432,12 +432,17 @@ class EventBus(ContextMethods, PluginMethods):
         errors: list[Exception] | None,
     ) -> list[Exception] | None:
         await asyncio.wait([task for _, task in tasks])
+        # Report every handler failure before a BaseException (a cancelled or
+        # interrupted handler) propagates, or failures after it would be lost.
+        escaping: asyncio.Task[Any] | None = None
         for handler, task in tasks:
-            exc = task.exception()
+            exc = None if task.cancelled() else task.exception()
             if isinstance(exc, Exception):
                 errors = self._failed(event, handler, exc, errors)
-            elif exc is not None:
-                raise exc
+            elif escaping is None and (exc is not None or task.cancelled()):
+                escaping = task
+        if escaping is not None:
+            escaping.result()  # re-raises its CancelledError or KeyboardInterrupt
         return errors
 
     def publish_threadsafe(self, event: DomainEvent) -> concurrent.futures.Future[None]:

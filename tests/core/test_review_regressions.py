@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from eventbus import DomainEvent, EventBus, EventCycleError, codec, hookimpl
+from eventbus import DomainEvent, EventBus, EventCycleError, codec, hookimpl, signals
 from eventbus.exceptions import DecodeError, PluginRegistrationError
 from tests.core.samples import Ping, Pong, balance, holdings
 
@@ -311,3 +311,32 @@ class TestCodecLimits:
         with pytest.raises(DecodeError) as info:
             codec.decode_payload(payload)
         assert len(str(info.value)) < 1000
+
+
+class TestConcurrentJoin:
+    """Every concurrent handler's failure is reported, even when another one is cancelled."""
+
+    async def test_failure_after_a_cancelled_handler_is_reported(
+        self, bus: EventBus, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A failure in a later concurrent handler is logged and signalled; the cancel propagates."""
+        failed: list[BaseException] = []
+
+        async def cancelled(event: Ping) -> None:
+            raise asyncio.CancelledError
+
+        async def fails(event: Ping) -> None:
+            raise ValueError("reported")
+
+        def on_failed(sender: object, **kwargs: object) -> None:
+            failed.append(kwargs["exception"])  # type: ignore[arg-type]
+
+        bus.subscribe(Ping, cancelled, concurrent=True)
+        bus.subscribe(Ping, fails, concurrent=True)
+        with (
+            signals.handler_failed.connected_to(on_failed, sender=bus),
+            pytest.raises(asyncio.CancelledError),
+        ):
+            await bus.publish(Ping())
+        assert [str(e) for e in failed] == ["reported"]
+        assert "failed on Ping" in caplog.text

@@ -165,12 +165,13 @@ class TestMalformed:
     @pytest.mark.parametrize(
         "fields",
         [
-            {"junk": "1"},
-            {"o": "someone", "s": "1", "e": "not json"},
-            {"o": "someone", "s": "x", "e": "{}"},
-            {"o": "someone", "s": "1", "e": '{"type": "no.such.event"}'},
+            {"a:1": "{}", "b:2": "{}"},
+            {"someone": "{}"},
+            {"someone:1": "not json"},
+            {"someone:x": "{}"},
+            {"someone:1": '{"type": "no.such.event"}'},
         ],
-        ids=["no-fields", "bad-json", "bad-seq", "unknown-type"],
+        ids=["two-fields", "no-seq", "bad-json", "bad-seq", "unknown-type"],
     )
     async def test_garbage_is_logged_and_skipped(
         self,
@@ -202,7 +203,7 @@ class TestMalformed:
         first, second = holdings(uuid4(), 1), holdings(uuid4(), 2)
         with redis_server.client() as client:
             for seq, event in ((1, first), (1, first), (2, second)):
-                client.xadd("eventbus:events", {"o": "w", "s": seq, "e": codec.dumps(event)})
+                client.xadd("eventbus:events", {f"w:{seq}": codec.dumps(event)})
         await arrived(seen_b, 2)
         assert seen_b == [first, second]
         assert bridge_b.statistics()["duplicates"] == 1

@@ -38,6 +38,8 @@ from eventbus.exceptions import InvalidEventError
 
 __all__ = [
     "EXACT",
+    "MAX_COUNT",
+    "MAX_DECIMAL_DIGITS",
     "DomainEvent",
     "check_count",
     "check_currency",
@@ -61,6 +63,12 @@ EXACT: Final = decimal.Context(
     Emin=decimal.MIN_EMIN,
     traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
 )
+
+
+#: The most digits a `check_decimal` field may have on each side of the point.
+MAX_DECIMAL_DIGITS: Final = 40
+#: The largest value a `check_count` field may hold (a signed 64-bit integer's).
+MAX_COUNT: Final = 2**63 - 1
 
 
 def _utcnow() -> datetime:
@@ -117,13 +125,29 @@ def check_uuid(event: object, name: str) -> None:
 
 
 def check_decimal(event: object, name: str) -> None:
-    """Require ``event.<name>`` to be a finite `decimal.Decimal` (a float is refused)."""
+    """Require ``event.<name>`` to be a finite `decimal.Decimal` (a float is refused).
+
+    The value must also fit `MAX_DECIMAL_DIGITS` digits on each side of the
+    decimal point. Money never needs more, and the bound keeps exact arithmetic
+    on hostile input (``1e-999999`` against ``1e999999``) from building
+    megabyte-long numbers.
+    """
     value = getattr(event, name)
     if not isinstance(value, Decimal):
         hint = " (floats are inexact; pass Decimal('...'))" if isinstance(value, float) else ""
         _fail(event, name, f"must be a Decimal, got {_describe(value)}{hint}")
     if not value.is_finite():
         _fail(event, name, f"must be finite, got {value!r}")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite, checked above
+    if exponent < -MAX_DECIMAL_DIGITS or value.adjusted() >= MAX_DECIMAL_DIGITS:
+        # Describe the size, not the value: the value may be a million digits.
+        _fail(
+            event,
+            name,
+            f"must have at most {MAX_DECIMAL_DIGITS} digits before and after the decimal "
+            f"point, got one with exponent {exponent} and {len(value.as_tuple().digits)} digits",
+        )
 
 
 def check_currency(event: object, name: str) -> None:
@@ -140,12 +164,20 @@ def check_currency(event: object, name: str) -> None:
 
 
 def check_count(event: object, name: str) -> None:
-    """Require ``event.<name>`` to be a non-negative `int` (``bool`` is refused)."""
+    """Require ``event.<name>`` to be an `int` in ``[0, MAX_COUNT]`` (``bool`` is refused).
+
+    The upper bound is a signed 64-bit integer's, what JSON codecs (orjson) and
+    databases carry exactly.
+    """
     value = getattr(event, name)
     if not isinstance(value, int) or isinstance(value, bool):
         _fail(event, name, f"must be an int, got {_describe(value)}")
     if value < 0:
         _fail(event, name, f"must be non-negative, got {value}")
+    if value > MAX_COUNT:
+        # A huge int is described by size: str() of it may be slow or refused.
+        shown = str(value) if value.bit_length() <= 128 else f"a {value.bit_length()}-bit int"
+        _fail(event, name, f"must be at most {MAX_COUNT} (a signed 64-bit int), got {shown}")
 
 
 # ----------------------------------------------------------------------- registry

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Final, NamedTuple, final
 from uuid import UUID
 
-from eventbus.events import EXACT
+from eventbus.events import EXACT, MAX_DECIMAL_DIGITS
 from eventbus.portfolio import AccountBalanceUpdated, PortfolioNetWorthRecalculated
 from eventbus_networth import _snapshot
 from eventbus_networth._rates import RatesProvider, check_currency_code, rate_lookup
@@ -138,12 +138,24 @@ class NetWorthAggregator:
 
         Raises:
             TypeError: The rates callable returned something other than a Decimal.
-            ValueError: The rates callable returned a non-positive rate.
+            ValueError: The rates callable returned a non-positive rate, or one so
+                precise that the converted amount has more decimals than an
+                event may carry (`eventbus.events.MAX_DECIMAL_DIGITS`).
         """
         if currency == self._base:
             return amount
         rate = self._rate(currency, self._base)
-        return None if rate is None else EXACT.multiply(amount, rate)
+        if rate is None:
+            return None
+        value = EXACT.multiply(amount, rate)
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -MAX_DECIMAL_DIGITS:
+            # Rounding it would make net worth silently inexact; refuse instead.
+            raise ValueError(
+                f"{amount} {currency} at rate {rate} has {-exponent} decimals, "
+                f"more than the {MAX_DECIMAL_DIGITS} an event may carry"
+            )
+        return value
 
     def apply(
         self,

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventbus import DecodeError, DomainEvent, EventBusError, codec
-from eventbus.events import EXACT, event_name
+from eventbus.events import EXACT, MAX_COUNT, MAX_DECIMAL_DIGITS, event_name
 from eventbus.portfolio import (
     AccountBalanceUpdated,
     AccountHoldingsUpdated,
@@ -25,15 +25,17 @@ from tests.core.samples import Ping, balance, holdings, networth
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Decimals with up to 40 significant digits (beyond the default 28-digit context),
-# either sign, exponents well past the digits in both directions.
-decimals = st.builds(
-    lambda sign, digits, exponent: Decimal((sign, digits, exponent)),
-    st.integers(0, 1),
-    st.lists(st.integers(0, 9), min_size=1, max_size=40).map(tuple),
-    st.integers(-40, 20),
+# either sign, anywhere in the range events accept (MAX_DECIMAL_DIGITS each side).
+decimals = st.tuples(
+    st.integers(0, 1), st.lists(st.integers(0, 9), min_size=1, max_size=40).map(tuple)
+).flatmap(
+    lambda sd: st.builds(
+        lambda exponent: Decimal((sd[0], sd[1], exponent)),
+        st.integers(-MAX_DECIMAL_DIGITS, MAX_DECIMAL_DIGITS - len(sd[1])),
+    )
 )
 currencies = st.from_regex(r"[A-Z]{3}", fullmatch=True)
-counts = st.integers(0, 2**63 - 1)  # what JSON (orjson) carries exactly
+counts = st.integers(0, MAX_COUNT)  # what JSON (orjson) carries exactly
 offsets = st.builds(
     lambda minutes: timezone(timedelta(minutes=minutes)), st.integers(-23 * 60, 23 * 60)
 )

@@ -150,6 +150,17 @@ class TestMissingRate:
         assert "float" in caplog.text
         assert agg.net_worth(user) == 0
 
+    def test_rate_too_precise_for_an_event_is_not_applied(
+        self, user: UUID, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A 28-decimal rate times a 13-decimal balance does not fit an event: refused, not rounded."""
+        third = Decimal(1) / Decimal(3)  # 0.3333... to 28 digits
+        agg = NetWorthAggregator("USD", {("EUR", "USD"): third})
+        assert agg.apply(balance(user, uuid4(), 0, "10.0000000000001", "EUR")) is None
+        assert "more than the 40" in caplog.text
+        assert agg.net_worth(user) == 0
+        assert agg.apply(balance(user, uuid4(), 0, "3", "EUR")) is not None  # 2 + 28 digits fit
+
 
 class TestOrderingAndIdempotence:
     """Replays are ignored; missed or reordered events converge with a warning."""

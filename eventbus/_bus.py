@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
 import threading
 import time
@@ -448,7 +449,10 @@ class EventBus(ContextMethods, PluginMethods):
     def publish_threadsafe(self, event: DomainEvent) -> concurrent.futures.Future[None]:
         """Hand ``event`` from any thread to the loop the bus runs on.
 
-        The loop is the one `start` (or the first `publish`) ran on.
+        The loop is the one `start` (or the first `publish`) ran on. The event
+        runs in a copy of the caller's context (so ``contextvars`` such as a
+        request id travel with it) but as a top-level event there: the caller's
+        own dispatch, on another thread, is not its parent.
 
         Returns:
             A future that resolves when every handler has run.
@@ -462,7 +466,14 @@ class EventBus(ContextMethods, PluginMethods):
                 "publish_threadsafe() needs the bus's event loop: call 'await bus.start()' "
                 "(or 'async with bus') on the loop first"
             )
-        return asyncio.run_coroutine_threadsafe(self.publish(event), loop)
+        # run_coroutine_threadsafe copies the current context into the task.
+        # Hand it a copy with this bus's dispatch state cleared: otherwise the
+        # loop's task and this thread share one untracked counter, and this
+        # thread's next top-level publish looks nested in the loop's dispatch.
+        context = contextvars.copy_context()
+        context.run(self._chain_var.set, ())
+        context.run(self._untracked_var.set, None)
+        return context.run(asyncio.run_coroutine_threadsafe, self.publish(event), loop)
 
     # --------------------------------------------------------------- errors
 

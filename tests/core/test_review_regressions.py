@@ -158,13 +158,6 @@ class TestOccurredAtIsUtc:
 class TestThreadsSharingAContext:
     """A context copied into another thread shares the untracked-dispatch counter."""
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="core: publish_threadsafe runs the event in a copy of the caller's context, "
-        "sharing its Untracked counter across threads; the thread's own top-level publish "
-        "then counts the loop's in-flight dispatch as depth (and both threads do "
-        "non-atomic n += 1 on one object)",
-    )
     async def test_top_level_publish_while_a_threadsafe_event_is_in_flight(self) -> None:
         """A thread's top-level publish_sync is not refused because its earlier
         publish_threadsafe event is still being handled on the loop."""

@@ -21,10 +21,11 @@ from eventbus_sse._app import SSEApp
 from eventbus_sse._auth import Authenticate, SignedTokenAuth, token_from_scope
 from eventbus_sse._broadcaster import Broadcaster, Encoder
 from eventbus_sse._demo import demo_app
-from eventbus_sse._plugin import SSEPlugin
+from eventbus_sse._plugin import SSE_PRIORITY, SSEPlugin
 from eventbus_sse._subscriber import Subscriber
 
 __all__ = [
+    "SSE_PRIORITY",
     "Authenticate",
     "Broadcaster",
     "Encoder",

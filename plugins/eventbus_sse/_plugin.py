@@ -13,12 +13,17 @@ and mounted by you::
 
 from __future__ import annotations
 
-from typing import final
+from typing import Final, final
 
 from eventbus import DomainEvent, EventBus, Subscription, hookimpl
 from eventbus_sse._broadcaster import Broadcaster
 
-__all__ = ["SSEPlugin"]
+__all__ = ["SSE_PRIORITY", "SSEPlugin"]
+
+#: Subscription priority of the broadcaster: above ordinary handlers, so a
+#: client sees an event before the events its handlers derive from it (causal
+#: order), and below the logging plugin's.
+SSE_PRIORITY: Final = 500_000
 
 
 @final
@@ -44,7 +49,12 @@ class SSEPlugin:
     @hookimpl
     def eventbus_register(self, bus: EventBus) -> None:
         """Subscribe the broadcaster's handler on every `DomainEvent`."""
-        self._subscription = bus.subscribe(DomainEvent, self.broadcaster.handle)
+        # Above ordinary handlers: dispatch is depth-first, so a handler that
+        # derives an event (net worth from a balance) would otherwise get its
+        # effect onto the stream before the cause.
+        self._subscription = bus.subscribe(
+            DomainEvent, self.broadcaster.handle, priority=SSE_PRIORITY
+        )
 
     @hookimpl
     def eventbus_startup(self, bus: EventBus) -> None:

@@ -228,6 +228,22 @@ class TestPlugin:
         assert sub.reason == "shutdown"
         assert plugin.broadcaster.statistics()["clients"] == 0
 
+    def test_causes_reach_the_stream_before_their_effects(self) -> None:
+        """A handler subscribed before the plugin derives net worth: balance still comes first."""
+        bus = EventBus(raise_errors=True)
+
+        @bus.on(AccountBalanceUpdated)
+        def derive(event: AccountBalanceUpdated) -> None:
+            bus.publish_sync(networth(event.user_id, str(event.new_balance)))
+
+        broadcaster = Broadcaster()
+        bus.register_plugin(SSEPlugin(broadcaster), name="sse")
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        bus.publish_sync(balance(user, "5"))
+        names = [c.split(b"\n")[1] for c in drain(sub)]
+        assert names == [b"event: portfolio.balance.updated", b"event: portfolio.networth.updated"]
+
 
 class TestSignedTokenAuth:
     """The demo's HMAC tokens."""

@@ -105,5 +105,13 @@ class TestDemoInBrowser:
                 await expect(page.locator("#networth")).to_have_text("$12,345,678,901,234,567.89")
                 bus.publish_sync(networth(user, "-20.1", "12345678901234567.89"))
                 await expect(page.locator("#networth")).to_have_text("-$20.10")
+                # Shown in the currency's minor unit, rounded half-up; exact in data-value.
+                bus.publish_sync(networth(user, "999.995", "-20.1"))
+                await expect(page.locator("#networth")).to_have_text("$1,000.00")
+                await expect(page.locator("#networth")).to_have_attribute("data-value", "999.995")
+                bus.publish_sync(networth(user, "1234.5649", "999.995"))
+                await expect(page.locator("#networth")).to_have_text("$1,234.56")
+                bus.publish_sync(balance(user, "1234.5", "0", "JPY"))
+                await expect(page.locator("#updates li").first).to_contain_text("¥1,235 (+¥1,235)")
             finally:
                 await browser.close()

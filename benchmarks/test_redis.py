@@ -31,8 +31,7 @@ from benchmarks.ratios import RatioBook
 from eventbus import DomainEvent, EventBus, codec
 from eventbus.portfolio import AccountHoldingsUpdated
 from eventbus_redis import RedisBridgePlugin
-from tests.plugins.redis.conftest import RedisServer
-from tests.support import require_binary
+from tests.support import RedisServer, require_binary
 
 COUNT: Final = 5_000
 BATCH: Final = 512

@@ -25,8 +25,7 @@ from eventbus import DomainEvent, EventBus, codec
 from eventbus._demo import DemoError, plugin_api
 from eventbus._simulator import DEMO_RATES, Simulator
 from eventbus.portfolio import AccountBalanceUpdated, AccountHoldingsUpdated
-from tests.plugins.redis.conftest import RedisServer
-from tests.support import free_port, require_binary, wait_until
+from tests.support import CHROMIUM_ARGS, RedisServer, free_port, require_binary, wait_until
 
 URL = re.compile(r"^\s+(\S+)\s+(http://\S+/\?token=\S+)$")
 SUMMARY = re.compile(
@@ -345,13 +344,3 @@ class TestDemoInBrowser:
 
 
 MONEY = re.compile(r"\d[\d,.\s]*\d")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]

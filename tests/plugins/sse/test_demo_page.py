@@ -14,18 +14,7 @@ from eventbus import EventBus
 from eventbus_sse import Broadcaster, SignedTokenAuth, demo_app
 from tests.plugins.sse.conftest import Serve
 from tests.plugins.sse.helpers import balance, clients_become, holdings, networth
-from tests.support import require_binary
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.support import CHROMIUM_ARGS, require_binary
 
 
 class TestDemoRoutes:

@@ -21,7 +21,7 @@ from typing import Any, Final, TypeVar, final
 
 from eventbus import signals
 from eventbus._context import ContextMethods
-from eventbus._plugins import PluginHost, PluginMethods
+from eventbus._plugins import PluginHost, PluginMethods, acting_plugin
 from eventbus._subscription import Handler, Subscription, handler_name
 from eventbus.events import DomainEvent
 from eventbus.exceptions import AsyncHandlerError, BusNotRunningError
@@ -68,7 +68,6 @@ class EventBus(ContextMethods, PluginMethods):
         "_lock",
         "_loop",
         "_plugins",
-        "_registering",
         "_state",
         "_sync_plans",
         "raise_errors",
@@ -82,7 +81,6 @@ class EventBus(ContextMethods, PluginMethods):
         self._async_plans: dict[type, _AsyncPlan] = self._state[2]
         ContextMethods.__init__(self, max_depth)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._registering: tuple[int, str] | None = None
         self._plugins = PluginHost(self)
 
     # ------------------------------------------------------------------ subscribing
@@ -115,8 +113,7 @@ class EventBus(ContextMethods, PluginMethods):
         """
         if not isinstance(event_type, type):
             raise TypeError(f"event_type must be a class, got {event_type!r}")
-        reg = self._registering
-        plugin = reg[1] if reg is not None and reg[0] == threading.get_ident() else None
+        plugin = acting_plugin(self)
         sub = Subscription(
             self,
             event_type,

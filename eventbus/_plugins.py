@@ -18,6 +18,7 @@ import inspect
 import logging
 import os
 import threading
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Final, final
@@ -34,7 +35,23 @@ if TYPE_CHECKING:
 
     from eventbus._bus import EventBus
 
-__all__ = ["PluginHost", "PluginInfo", "PluginMethods", "SubscriptionInfo"]
+__all__ = ["PluginHost", "PluginInfo", "PluginMethods", "SubscriptionInfo", "acting_plugin"]
+
+# The (bus, plugin name) whose hook is running in this context. A ContextVar,
+# not a bus attribute: another thread, or another task while an async startup
+# hook awaits, is not that plugin; tasks the hook creates are (they copy it).
+_acting: ContextVar[tuple[object, str] | None] = ContextVar("eventbus_plugin", default=None)
+
+
+def acting_plugin(bus: object) -> str | None:
+    """The name of ``bus``'s plugin whose hook is running in this context, if any.
+
+    `EventBus.subscribe` credits subscriptions made then to that plugin, so
+    `EventBus.plugins` lists them and unregistering the plugin cancels them.
+    """
+    acting = _acting.get()
+    return acting[1] if acting is not None and acting[0] is bus else None
+
 
 _log = logging.getLogger("eventbus")
 
@@ -124,8 +141,7 @@ class PluginHost:
                 raise PluginRegistrationError(name, f"rejected by pluggy: {exc}") from exc
             record = self._records[name] = _Record(plugin, entry_point)
             bus = self._bus
-            previous = bus._registering
-            bus._registering = (threading.get_ident(), name)
+            token = _acting.set((bus, name))
             try:
                 for impl in self._impls("eventbus_register", [plugin]):
                     impl.function(bus=bus)
@@ -141,7 +157,7 @@ class PluginHost:
                     name, f"eventbus_register raised {type(exc).__name__}: {exc}"
                 ) from exc
             finally:
-                bus._registering = previous
+                _acting.reset(token)
             return name
 
     def record(self, name: str, sub: Subscription[Any]) -> None:
@@ -208,9 +224,14 @@ class PluginHost:
         started: list[object] = []
         try:
             for impl in self._impls("eventbus_startup"):
-                result = impl.function(bus=self._bus)
-                if inspect.isawaitable(result):
-                    await result
+                # Subscriptions made while starting are the plugin's too.
+                token = _acting.set((self._bus, impl.plugin_name))
+                try:
+                    result = impl.function(bus=self._bus)
+                    if inspect.isawaitable(result):
+                        await result
+                finally:
+                    _acting.reset(token)
                 started.append(impl.plugin)
         except BaseException:
             # Leave nothing half-started: shut down those that did start, then fail.

@@ -535,3 +535,43 @@ class TestLifecycle:
         await asyncio.wrap_future(future)
         assert len(seen) == 1
         await bus.aclose()
+
+
+class SubscribesOnStartup:
+    """Subscribes in its async startup hook, after an await (like the Redis bridge)."""
+
+    def __init__(self, other_started: asyncio.Event) -> None:
+        self.other_started = other_started
+
+    @hookimpl
+    async def eventbus_startup(self, bus: EventBus) -> None:
+        await self.other_started.wait()  # another task runs while this hook is suspended
+        bus.subscribe(Ping, self.on_ping, priority=7)
+
+    def on_ping(self, event: Ping) -> None:
+        """Handle nothing."""
+
+
+class TestSubscriptionsCredited:
+    """Subscriptions made in any hook of a plugin are that plugin's."""
+
+    async def test_startup_subscriptions_are_listed_and_cancelled_with_the_plugin(
+        self, bus: EventBus
+    ) -> None:
+        """plugins() lists them; a subscription another task makes meanwhile is not credited."""
+        other_started = asyncio.Event()
+        bus.register_plugin(SubscribesOnStartup(other_started), name="late")
+
+        async def bystander() -> None:
+            bus.subscribe(Ping, lambda e: None)
+            other_started.set()
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(bus.start())
+            group.create_task(bystander())
+        [info] = bus.plugins()
+        assert [(s.event_type, s.priority) for s in info.subscriptions] == [("Ping", 7)]
+        assert len(bus.subscriptions()) == 2
+        bus.unregister_plugin("late")
+        assert [s.plugin for s in bus.subscriptions()] == [None]
+        await bus.aclose()

@@ -1,6 +1,6 @@
 """eventbus: a typed, pluggable, in-process event bus.
 
-Quick tour::
+Quick tour:
 
     from eventbus import EventBus
     from eventbus.portfolio import AccountBalanceUpdated

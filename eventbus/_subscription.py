@@ -51,7 +51,7 @@ def _is_async(handler: object) -> bool:
 class Subscription(Generic[E]):
     """A live subscription, returned by `EventBus.subscribe`.
 
-    Cancel it with `cancel` (idempotent), or use it as a context manager::
+    Cancel it with `cancel` (idempotent), or use it as a context manager:
 
         with bus.subscribe(AccountBalanceUpdated, on_balance):
             ...  # subscribed here

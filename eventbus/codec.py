@@ -1,6 +1,6 @@
 """The wire codec: events to bytes and back, with orjson.
 
-The wire form is a JSON envelope::
+The wire form is a JSON envelope:
 
     {"type": "portfolio.balance.updated",
      "event_id": "0190f0c6-...", "occurred_at": "2026-11-26T12:00:00.123456+00:00",

@@ -2,7 +2,7 @@
 
 An event is a frozen, keyword-only, slotted dataclass. Subclasses add their own
 fields and validate them in ``__post_init__`` with the ``check_*`` helpers
-below, which raise `InvalidEventError` naming the field::
+below, which raise `InvalidEventError` naming the field:
 
     @event_type("shop.order.placed")
     @dataclass(frozen=True, kw_only=True, slots=True)

@@ -3,7 +3,7 @@
 Every exception the library raises on purpose derives from `EventBusError`, so
 ``except EventBusError`` catches all of them. Errors about bad *values* also
 derive from `ValueError`, and errors about bad *usage* from `TypeError` or
-`RuntimeError`, so code written against the builtins keeps working::
+`RuntimeError`, so code written against the builtins keeps working:
 
     EventBusError
     ├── InvalidEventError        (ValueError)   an event field failed validation

@@ -1,6 +1,6 @@
 """Instrumentation signals (blinker).
 
-Connect a receiver to observe the bus without touching the dispatch path::
+Connect a receiver to observe the bus without touching the dispatch path:
 
     from eventbus import signals
 

@@ -1,7 +1,7 @@
 """Helpers for testing code that publishes or handles events.
 
 `capture_events` records what a bus publishes, in dispatch order (the model is
-structlog's ``capture_logs``)::
+structlog's ``capture_logs``):
 
     with capture_events(bus, AccountBalanceUpdated) as events:
         sync_account(bus)

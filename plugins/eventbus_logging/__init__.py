@@ -1,6 +1,6 @@
 """eventbus-logging: log every `DomainEvent` on the stdlib logger ``eventbus.events``.
 
-Loaded by ``bus.load_entry_points()`` (entry point ``logging``), or by hand::
+Loaded by ``bus.load_entry_points()`` (entry point ``logging``), or by hand:
 
     import logging
     from eventbus_logging import LoggingPlugin

@@ -1,7 +1,7 @@
 """eventbus-networth: a per-user net-worth aggregator over balance events.
 
 Loaded by ``bus.load_entry_points()`` (entry point ``networth``), configured by
-``EVENTBUS_NETWORTH_BASE`` / ``EVENTBUS_NETWORTH_RATES``, or registered by hand::
+``EVENTBUS_NETWORTH_BASE`` / ``EVENTBUS_NETWORTH_RATES``, or registered by hand:
 
     from decimal import Decimal
     from eventbus_networth import NetWorthPlugin

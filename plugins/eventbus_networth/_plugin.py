@@ -40,7 +40,7 @@ class NetWorthPlugin:
 
     Subscribes to `AccountBalanceUpdated` only: `AccountHoldingsUpdated` carries
     no monetary value, so it never changes net worth. Query the state through
-    `aggregator`::
+    `aggregator`:
 
         plugin = bus.get_plugin("networth")
         plugin.aggregator.net_worth(user_id)
@@ -48,7 +48,7 @@ class NetWorthPlugin:
     Loaded by entry point (no arguments), it reads ``EVENTBUS_NETWORTH_BASE``
     (default ``USD``) and ``EVENTBUS_NETWORTH_RATES`` (``EUR:USD=1.08,...``).
     To configure it in code, register it before loading entry points; the
-    loader skips a name that is already registered::
+    loader skips a name that is already registered:
 
         bus.register_plugin(NetWorthPlugin("EUR", rates), name="networth")
         bus.load_entry_points()

@@ -1,6 +1,6 @@
 """The aggregator's snapshot format: orjson bytes, Decimals as strings (exact).
 
-Layout (version 1)::
+Layout (version 1):
 
     {"format": "eventbus-networth/1",
      "base_currency": "USD",

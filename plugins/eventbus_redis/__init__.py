@@ -5,7 +5,7 @@ Redis stream and re-publishes, on the local bus, the events every other
 process appended. It is inert until configured: set ``EVENTBUS_REDIS_URL`` or
 call `RedisBridgePlugin.configure` before the bus starts. See ``docs/redis.md``.
 
-Example::
+Example:
 
     from eventbus import EventBus
 

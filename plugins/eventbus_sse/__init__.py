@@ -5,7 +5,7 @@ The ``sse`` plugin feeds a `Broadcaster` from the bus; the broadcaster's
 streams each user their own events, with resume, heartbeats and slow-client
 protection. `demo_app` adds a self-contained HTML page. See ``docs/sse.md``.
 
-Example::
+Example:
 
     from eventbus import EventBus
     from eventbus_sse import SSEPlugin, SignedTokenAuth

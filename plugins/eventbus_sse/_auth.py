@@ -11,7 +11,7 @@ checked in this order: an ``Authorization: Bearer <token>`` header, a
 `token_from_scope` in your own authenticator to get the same behaviour.
 
 `SignedTokenAuth` is a small stdlib (HMAC-SHA256) token scheme for the demo and
-for tests. In production, plug in your session or JWT check instead::
+for tests. In production, plug in your session or JWT check instead:
 
     async def authenticate(scope):
         token = token_from_scope(scope)

@@ -13,7 +13,7 @@ subscribes first, then computes the replay from the buffer, then marks the
 subscriber so any live frame already covered by the replay is dropped.
 
 **Supplying ids from the event's origin (for the Redis bridge).** Wrap the
-re-publication of an event in `Broadcaster.id_scope`::
+re-publication of an event in `Broadcaster.id_scope`:
 
     sse = bus.get_plugin("sse")
     with sse.broadcaster.id_scope(stream_id) if sse else contextlib.nullcontext():

@@ -1,6 +1,6 @@
 """SSE wire framing and event ids.
 
-One event becomes one complete frame, built once and shared by every client::
+One event becomes one complete frame, built once and shared by every client:
 
     id: <sse id>\\n
     event: <wire name>\\n

@@ -3,7 +3,7 @@
 Loading the plugin streams nothing by itself: it subscribes the broadcaster's
 sync handler on `DomainEvent` (so it works under ``publish_sync``, ``publish``
 and ``publish_threadsafe`` alike), and the app serving the streams is built
-and mounted by you::
+and mounted by you:
 
     bus = EventBus()
     bus.load_entry_points()

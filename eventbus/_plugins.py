@@ -194,7 +194,24 @@ class PluginHost:
             if ep.name in blocked:
                 _log.info("plugin %r (%s) is blocked; not loading it", ep.name, _dist_label(ep))
                 continue
-            if ep.name in self._records:
+            existing = self._records.get(ep.name)
+            if existing is not None:
+                # Loaded already (a second call), or the name is taken: by a
+                # plugin registered by hand (deliberate), or by another
+                # distribution's entry point (a conflict the user must see).
+                taken = existing.entry_point
+                if taken is not None and (taken.value, _dist_label(taken)) != (
+                    ep.value,
+                    _dist_label(ep),
+                ):
+                    _log.warning(
+                        "plugin %r from %s (%s) not loaded: the name is taken by %s (%s)",
+                        ep.name,
+                        _dist_label(ep),
+                        ep.value,
+                        _dist_label(taken),
+                        taken.value,
+                    )
                 continue
             try:
                 obj = ep.load()

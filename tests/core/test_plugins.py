@@ -575,3 +575,40 @@ class TestSubscriptionsCredited:
         bus.unregister_plugin("late")
         assert [s.plugin for s in bus.subscriptions()] == [None]
         await bus.aclose()
+
+
+class TestNameCollisions:
+    """Two distributions declaring one entry-point name: the first loads, the second is reported."""
+
+    def test_second_distribution_is_named_in_a_warning(
+        self, site: Path, group: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The warning names both distributions; loading again warns nothing new."""
+        first, second = f"collide_a_{next(_unique)}", f"collide_b_{next(_unique)}"
+        make_dist(site, "alpha", "1.0", {group: {"dup": f"{first}:Plugin"}}, {first: PLUGIN_SOURCE})
+        make_dist(
+            site, "beta", "2.0", {group: {"dup": f"{second}:Plugin"}}, {second: PLUGIN_SOURCE}
+        )
+        bus = EventBus()
+        with caplog.at_level(logging.WARNING, logger="eventbus"):
+            assert bus.load_entry_points(group) == ["dup"]
+        [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
+        message = record.getMessage()
+        assert "'dup'" in message
+        assert "alpha 1.0" in message
+        assert "beta 2.0" in message
+        [loaded] = bus.plugins()
+        assert f"taken by {loaded.distribution} {loaded.version}" in message
+
+    def test_reloading_and_hand_registered_names_are_quiet(
+        self, fake: FakeDist, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A second load_entry_points() and a name taken by hand log no warning."""
+        bus = EventBus()
+        with caplog.at_level(logging.WARNING, logger="eventbus"):
+            assert bus.load_entry_points(fake.group) == ["fake"]
+            assert bus.load_entry_points(fake.group) == []
+            other = EventBus()
+            other.register_plugin(SyncLifecycle([]), name="fake")
+            assert other.load_entry_points(fake.group) == []
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -18,6 +18,7 @@ Field types supported in event classes: ``UUID``, ``Decimal``, ``datetime``,
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -40,15 +41,26 @@ Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
 
 
+# What dumps() writes, and nothing else: UUID() and Decimal() also accept
+# braces, "urn:uuid:" prefixes, whitespace, underscores and "+" signs, and a
+# lenient decoder lets two spellings of one id or amount onto the bus.
+_UUID_TEXT: Final = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+_DECIMAL_TEXT: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+
+
 def _dec_uuid(raw: Any) -> UUID:
     if not isinstance(raw, str):
         raise TypeError("expected a UUID string")
+    if not _UUID_TEXT.fullmatch(raw):
+        raise ValueError("expected a UUID in the 8-4-4-4-12 hex form")
     return UUID(raw)
 
 
 def _dec_decimal(raw: Any) -> Decimal:
     if not isinstance(raw, str):
         raise TypeError("expected a decimal string")
+    if not _DECIMAL_TEXT.fullmatch(raw):
+        raise ValueError("expected a plain decimal number such as '-12.50' or '1E+3'")
     return Decimal(raw)
 
 

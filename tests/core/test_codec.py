@@ -244,6 +244,43 @@ class TestMalformed:
         with pytest.raises(DecodeError):
             codec.loads(raw)
 
+    @pytest.mark.parametrize(
+        "amount",
+        [" 150.25", "150.25 ", "+150.25", "1_50.25", "150.", ".25", "0x10", "\u0661\u0665\u0660"],
+    )
+    def test_only_the_decimal_spelling_dumps_writes_is_accepted(self, amount: str) -> None:
+        """Decimal() is lenient (whitespace, '+', '_', other scripts' digits); the codec is not."""
+        payload = codec.encode_payload(balance())
+        payload["data"]["new_balance"] = amount
+        with pytest.raises(DecodeError, match="new_balance: expected a plain decimal"):
+            codec.decode_payload(payload)
+
+    @pytest.mark.parametrize(
+        "spelling",
+        [
+            "{12345678-1234-5678-1234-567812345678}",
+            "urn:uuid:12345678-1234-5678-1234-567812345678",
+            "12345678123456781234567812345678",
+            " 12345678-1234-5678-1234-567812345678",
+        ],
+    )
+    def test_only_the_hyphenated_uuid_form_is_accepted(self, spelling: str) -> None:
+        """UUID() accepts braces, URNs and bare hex; one id must have one spelling on the wire."""
+        payload = codec.encode_payload(balance())
+        payload["data"]["user_id"] = spelling
+        with pytest.raises(DecodeError, match="user_id: expected a UUID"):
+            codec.decode_payload(payload)
+
+    def test_exponent_and_uppercase_hex_spellings_still_decode(self) -> None:
+        """What other encoders may legitimately write: exponents, uppercase hex."""
+        event = balance(
+            previous_balance=Decimal("1E+3"), new_balance=Decimal("1E+3"), delta=Decimal(0)
+        )
+        payload = codec.encode_payload(event)
+        payload["data"]["user_id"] = payload["data"]["user_id"].upper()
+        payload["data"]["previous_balance"] = "1e3"
+        assert codec.decode_payload(payload) == event
+
     def test_decode_payload_refuses_non_dict(self) -> None:
         """decode_payload of a parsed non-object names what it got."""
         with pytest.raises(DecodeError, match="list"):

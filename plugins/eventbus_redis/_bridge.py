@@ -2,7 +2,10 @@
 
 Outbound, the bus handler only appends the event to a bounded deque and wakes
 the writer (thread-safely); the writer encodes whatever is pending and appends
-it with one pipelined ``XADD ... MAXLEN ~ N`` per event, in one round trip.
+it in one round trip: one small Lua script runs ``XADD ... MAXLEN ~ N`` per
+event on the server. Each event is still its own stream entry, but the client
+packs one command and parses one reply per batch, not one per event (the
+client's per-command cost is what limits a pipeline; see docs/redis.md).
 While Redis is unreachable the deque keeps the newest ``buffer_size`` events,
 dropping (and counting) the oldest, and the writer retries with backoff.
 
@@ -51,6 +54,15 @@ ScopeFactory = Callable[[str], AbstractContextManager[object]]
 _OUTAGE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 _SKIP, _ROOTS, _ALWAYS = 0, 1, 2
 
+# ARGV = maxlen, then (field, payload) pairs; one entry per pair, in order.
+# Atomic, so a batch is appended entirely or (on a lost connection) not at all.
+_APPEND_LUA: Final = """
+for i = 2, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[i], ARGV[i + 1])
+end
+return (#ARGV - 1) / 2
+"""
+
 
 @final
 class RedisBridge:
@@ -65,6 +77,7 @@ class RedisBridge:
     """
 
     __slots__ = (
+        "_append_script",
         "_bus",
         "_client",
         "_idle",
@@ -101,6 +114,8 @@ class RedisBridge:
     ) -> None:
         self._bus = bus
         self._client = client
+        # EVALSHA, loading the script again if the server lost it (a restart).
+        self._append_script = client.register_script(_APPEND_LUA)
         self._settings = settings
         self._owns_client = owns_client
         self._sse_scope = sse_scope
@@ -273,11 +288,10 @@ class RedisBridge:
 
     async def _append(self, batch: list[tuple[bytes, bytes]]) -> None:
         settings = self._settings
-        stream, maxlen = settings.stream, settings.maxlen
-        pipe = self._client.pipeline(transaction=False)
+        args: list[bytes | int] = [settings.maxlen]
         for header, payload in batch:
-            pipe.xadd(stream, {header: payload}, maxlen=maxlen, approximate=True)
-        await pipe.execute()
+            args += (header, payload)
+        await self._append_script(keys=[settings.stream], args=args)
 
     # -------------------------------------------------------------- inbound
 

@@ -27,9 +27,9 @@ import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Final, final
+from typing import Any, Final, Protocol, final
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -42,13 +42,31 @@ from eventbus.events import event_name
 from eventbus.exceptions import DecodeError, EventBusError
 from eventbus_redis._settings import RedisBridgeSettings
 
-__all__ = ["RedisBridge", "ScopeFactory"]
+__all__ = ["RedisBridge", "SSEIds"]
 
 _log = logging.getLogger("eventbus.redis")
 
-#: Wraps the re-publication of one remote event, given its stream id: how the
-#: SSE broadcaster learns to use the stream id as the SSE id (``id_scope``).
-ScopeFactory = Callable[[str], AbstractContextManager[object]]
+
+class SSEIds(Protocol):
+    """What the bridge uses of the SSE broadcaster (found by duck typing).
+
+    ``id_scope`` wraps the re-publication of a remote event, so its frames get
+    the stream id as their SSE id; ``hold`` and ``release`` do the same for the
+    events this process forwards, once their entry is read back.
+    """
+
+    def id_scope(self, base_id: str) -> AbstractContextManager[object]: ...
+
+    def hold(
+        self,
+        root: DomainEvent,
+        *,
+        chain: Callable[[], Sequence[DomainEvent]],
+        timeout: float,
+    ) -> object | None: ...
+
+    def release(self, held: Any, base_id: str | None) -> None: ...
+
 
 # Errors that mean "Redis is unreachable right now": retry, never give up.
 _OUTAGE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -73,11 +91,12 @@ class RedisBridge:
         client: A ``redis.asyncio.Redis`` with ``decode_responses=False``.
         settings: Limits and the event classes to bridge.
         owns_client: Close ``client`` in `aclose`.
-        sse_scope: Wraps each remote re-publication (see `ScopeFactory`).
+        sse: The SSE broadcaster, to give bridged events stream ids as SSE ids.
     """
 
     __slots__ = (
         "_append_script",
+        "_awaiting",
         "_bus",
         "_client",
         "_idle",
@@ -94,7 +113,7 @@ class RedisBridge:
         "_seen",
         "_seq",
         "_settings",
-        "_sse_scope",
+        "_sse",
         "_stats",
         "_subscriptions",
         "_unlogged_drops",
@@ -110,7 +129,7 @@ class RedisBridge:
         settings: RedisBridgeSettings,
         *,
         owns_client: bool,
-        sse_scope: ScopeFactory | None = None,
+        sse: SSEIds | None = None,
     ) -> None:
         self._bus = bus
         self._client = client
@@ -118,10 +137,13 @@ class RedisBridge:
         self._append_script = client.register_script(_APPEND_LUA)
         self._settings = settings
         self._owns_client = owns_client
-        self._sse_scope = sse_scope
+        self._sse = sse
         self._origin = uuid.uuid4().hex.encode()
-        self._outbox: deque[DomainEvent] = deque(maxlen=settings.buffer_size)
+        # (event, its held SSE frames or None); appended from any thread.
+        self._outbox: deque[tuple[DomainEvent, object | None]] = deque(maxlen=settings.buffer_size)
         self._inflight: list[tuple[bytes, bytes]] = []  # (field name, payload)
+        # Sequence number -> held SSE frames, until the entry is read back.
+        self._awaiting: dict[int, object] = {}
         self._seq = 0
         self._seen: dict[bytes, int] = {}
         self._modes: dict[type, int] = {}
@@ -228,7 +250,16 @@ class RedisBridge:
                     outbox.maxlen,
                 )
             self._unlogged_drops += 1
-        outbox.append(event)
+        sse = self._sse
+        held = None
+        if sse is not None:
+            # This process's SSE clients get the event (and what its handlers
+            # derive) once its stream id is known, under the ids every other
+            # worker gives it. A dropped event's frames go out after the timeout.
+            held = sse.hold(
+                event, chain=self._bus.event_chain, timeout=self._settings.sse_hold_timeout
+            )
+        outbox.append((event, held))
         if threading.get_ident() == self._loop_thread:
             self._wake.set()
         elif not self._wake_pending and self._loop is not None:
@@ -243,7 +274,7 @@ class RedisBridge:
     def _take_batch(self) -> None:
         outbox, batch = self._outbox, self._inflight
         for _ in range(min(self._settings.batch_size, len(outbox))):
-            event = outbox.popleft()
+            event, held = outbox.popleft()
             try:
                 payload = codec.dumps(event)
             except EventBusError as exc:
@@ -252,6 +283,11 @@ class RedisBridge:
                 continue
             self._seq += 1
             batch.append((b"%s:%d" % (self._origin, self._seq), payload))
+            if held is not None:
+                self._awaiting[self._seq] = held
+                if len(self._awaiting) > self._settings.buffer_size:
+                    # Nothing is coming back (a reader far behind): stop waiting.
+                    self._release(next(iter(self._awaiting)), None)
 
     async def _write_loop(self) -> None:
         settings, stats = self._settings, self._stats
@@ -276,6 +312,8 @@ class RedisBridge:
             except RedisError as exc:  # e.g. the key holds another type: retrying won't help
                 stats["dropped"] += len(self._inflight)
                 _log.error("Redis bridge dropped %d event(s): %s", len(self._inflight), exc)
+                for seq in range(self._seq - len(self._inflight) + 1, self._seq + 1):
+                    self._release(seq, None)
             else:
                 stats["sent"] += len(self._inflight)
             self._inflight.clear()
@@ -292,6 +330,23 @@ class RedisBridge:
         for header, payload in batch:
             args += (header, payload)
         await self._append_script(keys=[settings.stream], args=args)
+
+    def _release(self, seq: int, base_id: str | None) -> None:
+        """Stream the held SSE frames of entry ``seq`` with ids from ``base_id``."""
+        held = self._awaiting.pop(seq, None)
+        if held is not None and self._sse is not None:
+            self._sse.release(held, base_id)
+
+    def _release_through(self, seq: int, base_id: str) -> None:
+        """Entry ``seq`` came back as ``base_id``: release it, and any before it.
+
+        Entries come back in sequence order, so one still awaiting below
+        ``seq`` never will (its append was lost, or it was trimmed): local ids.
+        """
+        if self._awaiting:
+            for number in [n for n in self._awaiting if n < seq]:
+                self._release(number, None)
+            self._release(seq, base_id)
 
     # -------------------------------------------------------------- inbound
 
@@ -334,10 +389,11 @@ class RedisBridge:
                 raise DecodeError(f"expected one field '<origin>:<seq>', got {len(fields)}")
             ((header, payload),) = fields.items()
             origin, _, raw_seq = header.rpartition(b":")
+            seq = int(raw_seq)
             if origin == self._origin:
                 self._stats["echoes"] += 1
+                self._release_through(seq, entry_id.decode())
                 return
-            seq = int(raw_seq)
             event = codec.loads(payload)
         except (DecodeError, ValueError) as exc:
             self._stats["malformed"] += 1
@@ -355,8 +411,8 @@ class RedisBridge:
         self._seen[origin] = seq
         self._inbound = event
         try:
-            scope = self._sse_scope
-            with scope(entry_id.decode()) if scope else contextlib.nullcontext():
+            sse = self._sse
+            with sse.id_scope(entry_id.decode()) if sse else contextlib.nullcontext():
                 await self._bus.publish(event)
         except Exception:  # a strict bus raises its handlers' failures: keep reading
             _log.exception("handlers failed on remote event from entry %s", entry_id.decode())

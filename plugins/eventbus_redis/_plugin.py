@@ -8,8 +8,7 @@ client, so the plugin loads even without the ``redis`` extra.
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, cast, final
 
 from eventbus import EventBus, hookimpl
 from eventbus_redis._settings import RedisBridgeSettings, check_url, url_from_env
@@ -17,7 +16,7 @@ from eventbus_redis._settings import RedisBridgeSettings, check_url, url_from_en
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from eventbus_redis._bridge import RedisBridge, ScopeFactory
+    from eventbus_redis._bridge import RedisBridge, SSEIds
 
 __all__ = ["RedisBridgePlugin"]
 
@@ -127,9 +126,7 @@ class RedisBridgePlugin:
         if client is None:
             assert self._url is not None
             client, owns = _client_from_url(self._url), True
-        bridge = RedisBridge(
-            bus, client, self._settings, owns_client=owns, sse_scope=_sse_scope(bus)
-        )
+        bridge = RedisBridge(bus, client, self._settings, owns_client=owns, sse=_sse_ids(bus))
         await bridge.start()
         self._bridge = bridge
 
@@ -155,18 +152,12 @@ def _client_from_url(url: str) -> Redis:
     )
 
 
-def _sse_scope(bus: EventBus) -> ScopeFactory | None:
-    """The SSE broadcaster's ``id_scope``, if the ``sse`` plugin is loaded.
+def _sse_ids(bus: EventBus) -> SSEIds | None:
+    """The SSE broadcaster, if the ``sse`` plugin is loaded.
 
     Found by duck typing: plugins import only eventbus's public API.
     """
-    sse = bus.get_plugin("sse")
-    scope = getattr(getattr(sse, "broadcaster", None), "id_scope", None)
-    if not callable(scope):
-        return None
-
-    def wrapped(stream_id: str) -> contextlib.AbstractContextManager[object]:
-        result: contextlib.AbstractContextManager[object] = scope(stream_id)
-        return result
-
-    return wrapped
+    broadcaster = getattr(bus.get_plugin("sse"), "broadcaster", None)
+    if all(callable(getattr(broadcaster, name, None)) for name in ("id_scope", "hold", "release")):
+        return cast("SSEIds", broadcaster)
+    return None

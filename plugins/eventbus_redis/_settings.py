@@ -33,12 +33,15 @@ class RedisBridgeSettings:
             A reader further behind than this misses the trimmed entries.
         buffer_size: Outbound events held while Redis is slow or down; on
             overflow the oldest are dropped (counted and logged).
-        batch_size: Most events appended per pipeline round trip.
+        batch_size: Most events appended per round trip (one script call).
         read_count: Most entries fetched per ``XREAD``.
         block_ms: How long one ``XREAD BLOCK`` waits for new entries.
         backoff_initial: First reconnect delay, in seconds; doubles per failure.
         backoff_max: Cap of the reconnect delay, in seconds.
         drain_timeout: Seconds `eventbus_shutdown` waits to flush pending events.
+        sse_hold_timeout: With the SSE plugin loaded, how long this process's
+            own SSE clients wait for a forwarded event's stream id (its SSE id)
+            before the frames go out with local ids (Redis slow or down).
         events: Event classes to bridge (with their subclasses). Only classes
             with a codec wire name are ever sent.
         forward_always: Classes forwarded even when a handler published them
@@ -54,6 +57,7 @@ class RedisBridgeSettings:
     backoff_initial: float = 0.05
     backoff_max: float = 2.0
     drain_timeout: float = 5.0
+    sse_hold_timeout: float = 1.0
     events: tuple[type[DomainEvent], ...] = (DomainEvent,)
     forward_always: tuple[type[DomainEvent], ...] = ()
 
@@ -64,7 +68,7 @@ class RedisBridgeSettings:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        for name in ("backoff_initial", "backoff_max", "drain_timeout"):
+        for name in ("backoff_initial", "backoff_max", "drain_timeout", "sse_hold_timeout"):
             value = getattr(self, name)
             if type(value) not in (int, float) or not value > 0:
                 raise ValueError(f"{name} must be a number > 0, got {value!r}")

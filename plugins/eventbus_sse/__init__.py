@@ -21,6 +21,7 @@ from eventbus_sse._app import SSEApp
 from eventbus_sse._auth import Authenticate, SignedTokenAuth, token_from_scope
 from eventbus_sse._broadcaster import Broadcaster, Encoder
 from eventbus_sse._demo import demo_app
+from eventbus_sse._holds import Held
 from eventbus_sse._plugin import SSE_PRIORITY, SSEPlugin
 from eventbus_sse._subscriber import Subscriber
 
@@ -29,6 +30,7 @@ __all__ = [
     "Authenticate",
     "Broadcaster",
     "Encoder",
+    "Held",
     "SSEApp",
     "SSEPlugin",
     "SignedTokenAuth",

@@ -23,8 +23,9 @@ The first streamed frame dispatched inside the scope gets ``stream_id`` as its
 SSE id, later ones (derived events such as ``portfolio.networth.updated``)
 ``stream_id.1``, ``stream_id.2``, ... Every worker that reads the same stream
 and runs the same handlers therefore gives the same event the same id, so a
-client may resume on any worker. Events outside any scope get
-``<epoch>-<seq>``, which only the broadcaster that issued them can resume.
+client may resume on any worker. The events a worker forwards itself are held
+until their id is known (`hold`, `release`; module ``_holds``). Other events
+get ``<epoch>-<seq>``, which only the broadcaster that issued them can resume.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar, final
 from uuid import UUID
@@ -41,6 +42,7 @@ from uuid import UUID
 from eventbus import DomainEvent, codec
 from eventbus.events import event_name
 from eventbus_sse._frames import Frame, build_frame, check_base_id, new_epoch
+from eventbus_sse._holds import Held, Holds, IdScope
 from eventbus_sse._mapping import MappingTable
 from eventbus_sse._resume import ResumeBuffers
 from eventbus_sse._subscriber import Subscriber
@@ -56,22 +58,6 @@ E = TypeVar("E", bound=DomainEvent)
 
 #: Turns an event into the ``data:`` payload bytes. The default is `eventbus.codec.dumps`.
 Encoder = Callable[[DomainEvent], bytes]
-
-
-@final
-class _IdScope:
-    """The externally supplied id of the event being re-published, plus a derived counter."""
-
-    __slots__ = ("base", "count")
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.count = 0
-
-    def next_id(self) -> str:
-        count = self.count
-        self.count = count + 1
-        return self.base if count == 0 else f"{self.base}.{count}"
 
 
 @final
@@ -97,6 +83,7 @@ class Broadcaster:
         "_closed",
         "_encode",
         "_epoch",
+        "_holds",
         "_idle",
         "_loop",
         "_loop_thread",
@@ -135,7 +122,8 @@ class Broadcaster:
         self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._scope: ContextVar[_IdScope | None] = ContextVar(f"eventbus_sse_scope_{id(self)}")
+        self._holds = Holds(self._route, self._call_later)
+        self._scope: ContextVar[IdScope | None] = ContextVar(f"eventbus_sse_scope_{id(self)}")
         # Counters, touched on the loop thread only (see statistics()).
         self._stats = dict.fromkeys(
             (
@@ -232,7 +220,7 @@ class Broadcaster:
         Raises:
             ValueError: ``base_id`` is not a valid id (see `check_base_id`).
         """
-        token = self._scope.set(_IdScope(check_base_id(base_id)))
+        token = self._scope.set(IdScope(check_base_id(base_id)))
         try:
             yield
         finally:
@@ -251,6 +239,10 @@ class Broadcaster:
         sse_id = None if scope is None else scope.next_id()
         user = mapping.user(event)
         payload = self._encode(event)
+        if sse_id is None and self._holds:
+            held, sse_id = self._holds.claim(mapping.name, user, payload)
+            if held:
+                return
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
             self._route(mapping.name, user, payload, sse_id)
@@ -259,6 +251,58 @@ class Broadcaster:
             loop.call_soon_threadsafe(self._route, mapping.name, user, payload, sse_id)
         except RuntimeError:  # the loop is closed: nobody can be listening on it
             self._route(mapping.name, user, payload, sse_id)
+
+    def hold(
+        self,
+        root: DomainEvent,
+        *,
+        chain: Callable[[], Sequence[DomainEvent]],
+        timeout: float,
+    ) -> Held | None:
+        """Hold the frames of ``root`` and its derived events until `release`.
+
+        For an origin that assigns ids after the event is published here: the
+        Redis bridge holds each event it forwards until it reads the event's
+        entry back, then releases it with the stream id. See `eventbus_sse._holds`.
+        Thread-safe; call it from a handler that runs before this broadcaster's.
+
+        Args:
+            root: The event being dispatched (a root event).
+            chain: The bus's ``event_chain``: a frame is ``root``'s when its
+                chain starts with ``root``.
+            timeout: Seconds after which the frames go out with local ids,
+                should `release` not come.
+
+        Returns:
+            The handle to pass to `release`, or ``None`` (nothing is held) when
+            the broadcaster is not bound to a running loop.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._closed:
+            return None
+        held = self._holds.hold(root, chain, timeout)
+        if threading.get_ident() == self._loop_thread:
+            loop.call_later(timeout, self._holds.expire, held)
+        else:
+            try:
+                loop.call_soon_threadsafe(loop.call_later, timeout, self._holds.expire, held)
+            except RuntimeError:  # closed meanwhile: nobody is listening
+                return None
+        return held
+
+    def release(self, held: Held, base_id: str | None) -> None:
+        """Stream ``held``'s frames with ids from ``base_id`` (``None``: local ids).
+
+        Idempotent; call on the broadcaster's loop thread.
+
+        Raises:
+            ValueError: ``base_id`` is not a valid id (see `check_base_id`).
+        """
+        self._holds.release(held, base_id)
+
+    def _call_later(self, delay: float, callback: Callable[[], object]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_later(delay, callback)
 
     def _route(self, name: str, user: UUID, payload: bytes, sse_id: str | None) -> None:
         stats = self._stats

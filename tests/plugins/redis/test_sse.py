@@ -3,7 +3,8 @@
 Each worker is a bus with the ``sse``, ``networth`` and ``redis`` plugins, and
 its own uvicorn server; the workers share one redis-server. The SSE ids of
 bridged events are the Redis stream ids (derived events get ``<id>.1``, ...),
-the same on every worker, so a client can resume on any of them.
+the same on every worker, the publishing one included, so a client can resume
+on any of them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from eventbus_sse import Broadcaster, SignedTokenAuth, SSEPlugin
 from tests.plugins.redis.conftest import Bridged
 from tests.plugins.sse.conftest import SECRET, Serve
 from tests.plugins.sse.helpers import balance, holdings, listen, take
-from tests.support import wait_until_async
+from tests.support import RedisServer, wait_until_async
 
 STREAM_ID = re.compile(r"\d+-\d+")
 
@@ -127,3 +128,79 @@ class TestAcrossWorkers:
         assert resumed[0].id is not None
         assert STREAM_ID.fullmatch(resumed[0].id)
         assert resumed[0].id > str(seen[0].id)
+
+
+class TestThePublishingWorker:
+    """A's own clients get A's events under the stream ids too, once A reads them back."""
+
+    async def test_same_ids_on_the_publisher_as_elsewhere(
+        self, workers: list[Worker], client: httpx.AsyncClient, auth: SignedTokenAuth
+    ) -> None:
+        """Balance and derived net worth carry identical ids on A (publisher) and B."""
+        a, b, _ = workers
+        user = uuid4()
+        params = {"token": auth.issue(user)}
+        async with (
+            listen(client, a.url, a.broadcaster, params=params) as on_a,
+            listen(client, b.url, b.broadcaster, params=params) as on_b,
+        ):
+            await a.bus.publish(balance(user, "10"))
+            await a.bus.publish(balance(user, "30", "10"))
+            seen_a, seen_b = await take(on_a, 4), await take(on_b, 4)
+        assert [(f.event, f.id) for f in seen_a] == [(f.event, f.id) for f in seen_b]
+        first = seen_a[0].id
+        assert first is not None
+        assert STREAM_ID.fullmatch(first)
+        assert seen_a[1].id == f"{first}.1"
+
+    async def test_a_publisher_client_resumes_on_another_worker(
+        self, workers: list[Worker], client: httpx.AsyncClient, auth: SignedTokenAuth
+    ) -> None:
+        """A client of A reconnects to B with its last id: the rest, no reset, no repeat."""
+        a, b, _ = workers
+        user = uuid4()
+        params = {"token": auth.issue(user)}
+        async with listen(client, a.url, a.broadcaster, params=params) as stream:
+            await a.bus.publish(balance(user, "10"))
+            seen = await take(stream, 2)
+        await a.bus.publish(balance(user, "20", "10"))
+        await wait_until_async(
+            lambda: b.bridge.statistics()["received"] == 2, what="B received both changes"
+        )
+        headers = {"Last-Event-ID": str(seen[-1].id)}
+        async with listen(client, b.url, params=params, headers=headers) as stream:
+            resumed = await take(stream, 2)
+        assert [f.event for f in resumed] == [
+            "portfolio.balance.updated",
+            "portfolio.networth.updated",
+        ]
+        assert resumed[0].id is not None
+        assert STREAM_ID.fullmatch(resumed[0].id)
+        assert resumed[0].id > str(seen[0].id)
+        assert b.broadcaster.statistics()["resets_sent"] == 0
+
+    async def test_redis_down_frames_go_out_with_local_ids_after_the_timeout(
+        self,
+        bridged: Bridged,
+        serve: Serve,
+        redis_server: RedisServer,
+        client: httpx.AsyncClient,
+        auth: SignedTokenAuth,
+    ) -> None:
+        """With no stream id coming back, the held frames are streamed anyway, in order."""
+        sse = SSEPlugin(Broadcaster())
+        bus, _ = await bridged(
+            plugins=(("sse", sse), ("networth", NetWorthPlugin())), sse_hold_timeout=0.2
+        )
+        url = await serve(sse.broadcaster.asgi_app(authenticate=auth), sse.broadcaster)
+        user = uuid4()
+        params = {"token": auth.issue(user)}
+        async with listen(client, url, sse.broadcaster, params=params) as stream:
+            redis_server.stop()
+            await bus.publish(balance(user, "10"))
+            frames = await take(stream, 2)
+        assert [f.event for f in frames] == [
+            "portfolio.balance.updated",
+            "portfolio.networth.updated",
+        ]
+        assert all(f.id is not None and f.id.startswith(sse.broadcaster.epoch) for f in frames)

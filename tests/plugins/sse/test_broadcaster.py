@@ -12,7 +12,9 @@ import pytest
 from eventbus import DomainEvent, EventBus, event_type
 from eventbus.portfolio import AccountBalanceUpdated, PortfolioNetWorthRecalculated
 from eventbus_sse import Broadcaster, SignedTokenAuth, SSEPlugin, Subscriber
-from tests.plugins.sse.helpers import balance, networth
+from eventbus_sse._holds import Holds  # the registry itself, for one edge case
+from tests.plugins.sse.helpers import balance, holdings, networth
+from tests.support import wait_until_async
 
 
 def drain(sub: Subscriber) -> list[bytes]:
@@ -243,6 +245,66 @@ class TestPlugin:
         bus.publish_sync(balance(user, "5"))
         names = [c.split(b"\n")[1] for c in drain(sub)]
         assert names == [b"event: portfolio.balance.updated", b"event: portfolio.networth.updated"]
+
+
+class TestHolds:
+    """hold/release: frames wait for an id assigned elsewhere (the Redis bridge's stream id)."""
+
+    @staticmethod
+    def holding_worker(broadcaster: Broadcaster, timeout: float) -> tuple[EventBus, list[object]]:
+        """A worker whose top-priority handler holds every balance update, as the bridge does."""
+        bus = worker(broadcaster)
+        held: list[object] = []
+
+        @bus.on(AccountBalanceUpdated, priority=2**30)
+        def hold(event: AccountBalanceUpdated) -> None:
+            held.append(broadcaster.hold(event, chain=bus.event_chain, timeout=timeout))
+
+        return bus, held
+
+    async def test_released_with_the_origin_id_in_order(self) -> None:
+        """Nothing streams until release; then the event and its derived one get id, id.1."""
+        broadcaster = Broadcaster()
+        broadcaster.bind_loop()
+        bus, held = self.holding_worker(broadcaster, timeout=60)
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        bus.publish_sync(balance(user, "5"))
+        bus.publish_sync(holdings(user))  # not held: streams at once
+        assert [c.split(b"\n")[1] for c in drain(sub)] == [b"event: portfolio.holdings.updated"]
+        broadcaster.release(held[0], "1718000000000-7")
+        broadcaster.release(held[0], "1718000000000-9")  # idempotent
+        assert ids_of(drain(sub))[1:] == ["1718000000000-7", "1718000000000-7.1"]
+
+    async def test_expired_hold_streams_with_local_ids(self) -> None:
+        """No release within the timeout: the frames go out anyway, under this epoch."""
+        broadcaster = Broadcaster()
+        broadcaster.bind_loop()
+        bus, _ = self.holding_worker(broadcaster, timeout=0.01)
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        bus.publish_sync(balance(user, "5"))
+        await wait_until_async(lambda: len(drain(sub)) == 2, what="the held frames expire")
+        assert all(i.startswith(broadcaster.epoch) for i in ids_of(drain(sub)))
+
+    def test_nothing_is_held_without_a_loop(self) -> None:
+        """An unbound broadcaster cannot time a hold out, so it holds nothing."""
+        broadcaster = Broadcaster()
+        bus, held = self.holding_worker(broadcaster, timeout=60)
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        bus.publish_sync(balance(user, "5"))
+        assert held == [None]
+        assert len(drain(sub)) == 2
+
+    def test_bad_release_id_is_refused(self) -> None:
+        """A release id that is not a valid SSE id is a ValueError naming base_id."""
+        broadcaster = Broadcaster()
+        held = Holds(lambda *args: None, lambda delay, callback: None).hold(
+            balance(uuid4(), "1"), chain=tuple, timeout=1
+        )
+        with pytest.raises(ValueError, match="base_id"):
+            broadcaster.release(held, "bad id\n")
 
 
 class TestSignedTokenAuth:

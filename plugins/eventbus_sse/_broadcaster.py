@@ -280,14 +280,15 @@ class Broadcaster:
         loop = self._loop
         if loop is None or loop.is_closed() or self._closed:
             return None
-        held = self._holds.hold(root, chain, timeout)
-        if threading.get_ident() == self._loop_thread:
-            loop.call_later(timeout, self._holds.expire, held)
-        else:
-            try:
-                loop.call_soon_threadsafe(loop.call_later, timeout, self._holds.expire, held)
-            except RuntimeError:  # closed meanwhile: nobody is listening
-                return None
+        held, start_sweep = self._holds.hold(root, chain, timeout)
+        if start_sweep:
+            if threading.get_ident() == self._loop_thread:
+                loop.call_later(timeout, self._holds.sweep)
+            else:
+                try:
+                    loop.call_soon_threadsafe(loop.call_later, timeout, self._holds.sweep)
+                except RuntimeError:  # closed meanwhile: nobody is listening
+                    return None
         return held
 
     def release(self, held: Held, base_id: str | None) -> None:

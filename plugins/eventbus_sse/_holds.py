@@ -17,6 +17,8 @@ A frame belongs to the group of its dispatch chain's root
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, final
 from uuid import UUID
@@ -55,11 +57,11 @@ class IdScope:
 class Held:
     """The frames of one held event's dispatch; opaque to the holder."""
 
-    __slots__ = ("frames", "released", "root", "scope", "timeout")
+    __slots__ = ("deadline", "frames", "released", "root", "scope")
 
-    def __init__(self, root: DomainEvent, timeout: float) -> None:
+    def __init__(self, root: DomainEvent, deadline: float) -> None:
         self.root = root  # kept alive, so its id() is not reused while registered
-        self.timeout = timeout
+        self.deadline = deadline
         self.frames: list[Pending] = []
         self.released = False
         self.scope: IdScope | None = None
@@ -69,17 +71,29 @@ class Held:
 class Holds:
     """The held groups of one broadcaster.
 
-    A group stays registered for ``timeout`` seconds after its release, so a
-    frame derived late (a handler still running on another thread, or awaiting,
-    when the id came back) still gets the group's next id. With nothing held or
-    recently released, `claim` is never called (`__bool__` is false).
+    One timer at a time (the sweep) expires groups whose id did not come in
+    time, and forgets released groups a timeout after their release: until
+    then a frame derived late (a handler still running on another thread, or
+    awaiting, when the id came back) still gets the group's next id. With
+    nothing held or recently released, `claim` is never called (`__bool__`).
 
     Args:
         route: Routes a frame; called on the broadcaster's loop thread.
-        schedule: ``loop.call_later`` of the broadcaster's loop; called on it.
+        schedule: Calls ``callback`` after ``delay`` seconds on the
+            broadcaster's loop; called on the loop thread.
     """
 
-    __slots__ = ("_chain", "_groups", "_lock", "_route", "_schedule")
+    __slots__ = (
+        "_chain",
+        "_groups",
+        "_lock",
+        "_pending",
+        "_released",
+        "_route",
+        "_schedule",
+        "_sweeping",
+        "_timeout",
+    )
 
     def __init__(
         self, route: Route, schedule: Callable[[float, Callable[[], object]], object]
@@ -88,6 +102,10 @@ class Holds:
         self._schedule = schedule
         self._chain: Callable[[], Sequence[DomainEvent]] | None = None
         self._groups: dict[int, Held] = {}
+        self._pending: deque[Held] = deque()  # by deadline: timeouts are equal
+        self._released: deque[tuple[float, Held]] = deque()  # (forget at, group)
+        self._sweeping = False
+        self._timeout = 1.0
         # Guards a group's frames against a release on the loop thread racing
         # a handler on another thread; taken only while some event is held.
         self._lock: Final = threading.Lock()
@@ -97,16 +115,20 @@ class Holds:
 
     def hold(
         self, root: DomainEvent, chain: Callable[[], Sequence[DomainEvent]], timeout: float
-    ) -> Held:
-        """Register ``root``'s group; the caller arranges `expire` after ``timeout``."""
-        self._chain = chain
-        held = Held(root, timeout)
-        self._groups[id(root)] = held
-        return held
+    ) -> tuple[Held, bool]:
+        """Register ``root``'s group; thread-safe.
 
-    def expire(self, held: Held) -> None:
-        """Release ``held`` with local ids, if its id never came; on the loop thread."""
-        self.release(held, None)
+        Returns:
+            The group, and whether the caller must start the sweep: call
+            `sweep` on the loop (once) when true.
+        """
+        self._chain, self._timeout = chain, timeout
+        held = Held(root, time.monotonic() + timeout)
+        with self._lock:
+            self._groups[id(root)] = held
+            self._pending.append(held)
+            start, self._sweeping = not self._sweeping, True
+        return held, start
 
     def claim(self, name: str, user: UUID, payload: bytes) -> tuple[bool, str | None]:
         """Take a frame into its held group, if it has one.
@@ -140,10 +162,29 @@ class Holds:
             held.released, held.scope = True, scope
             frames, held.frames = held.frames, []
             ids = [scope.next_id() if scope is not None else None for _ in frames]
+            self._released.append((time.monotonic() + self._timeout, held))
         for (name, user, payload), sse_id in zip(frames, ids, strict=True):
             self._route(name, user, payload, sse_id)
-        self._schedule(held.timeout, lambda: self._forget(held))
 
-    def _forget(self, held: Held) -> None:
-        if self._groups.get(id(held.root)) is held:
-            del self._groups[id(held.root)]
+    def sweep(self) -> None:
+        """Expire overdue groups, forget old released ones, and time the next sweep."""
+        now = time.monotonic()
+        pending, released, groups = self._pending, self._released, self._groups
+        while pending and (pending[0].released or pending[0].deadline <= now):
+            self.release(pending.popleft(), None)  # a no-op for released ones
+        with self._lock:
+            while released and released[0][0] <= now:
+                held = released.popleft()[1]
+                if groups.get(id(held.root)) is held:
+                    del groups[id(held.root)]
+            due = [
+                d
+                for d in (
+                    pending[0].deadline if pending else None,
+                    released[0][0] if released else None,
+                )
+                if d is not None
+            ]
+            self._sweeping = bool(due)
+        if due:
+            self._schedule(max(min(due) - now, 0.0), self.sweep)

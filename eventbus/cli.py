@@ -111,11 +111,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import orjson
 
-    from eventbus import _bench  # lazy: keeps `eventbus plugins` from importing the peers
+    # Lazy: keeps `eventbus plugins` from importing the peers and matplotlib.
+    from eventbus import _bench, _bench_plot
 
     if args.plot:
         try:
-            _bench.require_matplotlib()
+            _bench_plot.require_matplotlib()
         except ImportError as exc:  # fail before spending a minute measuring
             sys.stderr.write(f"eventbus bench: {exc}\n")
             return 2
@@ -126,7 +127,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         with open(args.json, "wb") as out:
             out.write(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2))
     if args.plot:
-        _bench.plot(report, args.plot)
+        _bench_plot.plot(report, args.plot)
     return 0
 
 

@@ -27,9 +27,7 @@ import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import Any, Final, Protocol, final
+from typing import Any, Final, final
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -41,31 +39,11 @@ from eventbus import DomainEvent, EventBus, Subscription, codec
 from eventbus.events import event_name
 from eventbus.exceptions import DecodeError, EventBusError
 from eventbus_redis._settings import RedisBridgeSettings
+from eventbus_redis._sse import SSEIds
 
-__all__ = ["RedisBridge", "SSEIds"]
+__all__ = ["RedisBridge"]
 
 _log = logging.getLogger("eventbus.redis")
-
-
-class SSEIds(Protocol):
-    """What the bridge uses of the SSE broadcaster (found by duck typing).
-
-    ``id_scope`` wraps the re-publication of a remote event, so its frames get
-    the stream id as their SSE id; ``hold`` and ``release`` do the same for the
-    events this process forwards, once their entry is read back.
-    """
-
-    def id_scope(self, base_id: str) -> AbstractContextManager[object]: ...
-
-    def hold(
-        self,
-        root: DomainEvent,
-        *,
-        chain: Callable[[], Sequence[DomainEvent]],
-        timeout: float,
-    ) -> object | None: ...
-
-    def release(self, held: Any, base_id: str | None) -> None: ...
 
 
 # Errors that mean "Redis is unreachable right now": retry, never give up.

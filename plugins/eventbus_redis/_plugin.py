@@ -8,15 +8,16 @@ client, so the plugin loads even without the ``redis`` extra.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast, final
+from typing import TYPE_CHECKING, Any, final
 
 from eventbus import EventBus, hookimpl
 from eventbus_redis._settings import RedisBridgeSettings, check_url, url_from_env
+from eventbus_redis._sse import sse_ids
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from eventbus_redis._bridge import RedisBridge, SSEIds
+    from eventbus_redis._bridge import RedisBridge
 
 __all__ = ["RedisBridgePlugin"]
 
@@ -126,7 +127,7 @@ class RedisBridgePlugin:
         if client is None:
             assert self._url is not None
             client, owns = _client_from_url(self._url), True
-        bridge = RedisBridge(bus, client, self._settings, owns_client=owns, sse=_sse_ids(bus))
+        bridge = RedisBridge(bus, client, self._settings, owns_client=owns, sse=sse_ids(bus))
         await bridge.start()
         self._bridge = bridge
 
@@ -150,14 +151,3 @@ def _client_from_url(url: str) -> Redis:
     return Redis.from_url(
         url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5, socket_keepalive=True
     )
-
-
-def _sse_ids(bus: EventBus) -> SSEIds | None:
-    """The SSE broadcaster, if the ``sse`` plugin is loaded.
-
-    Found by duck typing: plugins import only eventbus's public API.
-    """
-    broadcaster = getattr(bus.get_plugin("sse"), "broadcaster", None)
-    if all(callable(getattr(broadcaster, name, None)) for name in ("id_scope", "hold", "release")):
-        return cast("SSEIds", broadcaster)
-    return None

@@ -12,20 +12,11 @@ Each user also has a ring buffer of recent frames for resume. `connect`
 subscribes first, then computes the replay from the buffer, then marks the
 subscriber so any live frame already covered by the replay is dropped.
 
-**Supplying ids from the event's origin (for the Redis bridge).** Wrap the
-re-publication of an event in `Broadcaster.id_scope`:
-
-    sse = bus.get_plugin("sse")
-    with sse.broadcaster.id_scope(stream_id) if sse else contextlib.nullcontext():
-        await bus.publish(event)
-
-The first streamed frame dispatched inside the scope gets ``stream_id`` as its
-SSE id, later ones (derived events such as ``portfolio.networth.updated``)
-``stream_id.1``, ``stream_id.2``, ... Every worker that reads the same stream
-and runs the same handlers therefore gives the same event the same id, so a
-client may resume on any worker. The events a worker forwards itself are held
-until their id is known (`hold`, `release`; module ``_holds``). Other events
-get ``<epoch>-<seq>``, which only the broadcaster that issued them can resume.
+**Ids from the event's origin (the Redis bridge).** Frames dispatched inside
+`Broadcaster.id_scope` get ids from the given base (a stream id): ``base``,
+then ``base.1``, ``base.2``, ... for derived events, the same on every worker.
+Events a worker forwards itself wait for their id (`hold`, `release`; see the
+``_holds`` module). Other events get ``<epoch>-<seq>`` ids. See docs/sse.md.
 """
 
 from __future__ import annotations

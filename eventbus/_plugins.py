@@ -14,6 +14,7 @@ pluggy:
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
@@ -37,20 +38,31 @@ if TYPE_CHECKING:
 
 __all__ = ["PluginHost", "PluginInfo", "PluginMethods", "SubscriptionInfo", "acting_plugin"]
 
-# The (bus, plugin name) whose hook is running in this context. A ContextVar,
-# not a bus attribute: another thread, or another task while an async startup
-# hook awaits, is not that plugin; tasks the hook creates are (they copy it).
-_acting: ContextVar[tuple[object, str] | None] = ContextVar("eventbus_plugin", default=None)
+# The (bus, plugin name, task) whose hook is running in this context. A
+# ContextVar, not a bus attribute: another thread, or another task while an
+# async startup hook awaits, is not that plugin. The task is recorded because
+# tasks the hook creates copy the variable and outlive the hook (the Redis
+# bridge's reader); what they subscribe later is not the plugin's doing.
+_acting: ContextVar[tuple[object, str, object] | None] = ContextVar("eventbus_plugin", default=None)
+
+
+def _current_task() -> object:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop in this thread
+        return None
 
 
 def acting_plugin(bus: object) -> str | None:
-    """The name of ``bus``'s plugin whose hook is running in this context, if any.
+    """The name of ``bus``'s plugin whose hook is running right here, if any.
 
     `EventBus.subscribe` credits subscriptions made then to that plugin, so
     `EventBus.plugins` lists them and unregistering the plugin cancels them.
     """
     acting = _acting.get()
-    return acting[1] if acting is not None and acting[0] is bus else None
+    if acting is None or acting[0] is not bus or acting[2] is not _current_task():
+        return None
+    return acting[1]
 
 
 _log = logging.getLogger("eventbus")
@@ -141,7 +153,7 @@ class PluginHost:
                 raise PluginRegistrationError(name, f"rejected by pluggy: {exc}") from exc
             record = self._records[name] = _Record(plugin, entry_point)
             bus = self._bus
-            token = _acting.set((bus, name))
+            token = _acting.set((bus, name, _current_task()))
             try:
                 for impl in self._impls("eventbus_register", [plugin]):
                     impl.function(bus=bus)
@@ -242,7 +254,7 @@ class PluginHost:
         try:
             for impl in self._impls("eventbus_startup"):
                 # Subscriptions made while starting are the plugin's too.
-                token = _acting.set((self._bus, impl.plugin_name))
+                token = _acting.set((self._bus, impl.plugin_name, _current_task()))
                 try:
                     result = impl.function(bus=self._bus)
                     if inspect.isawaitable(result):

@@ -41,9 +41,10 @@ Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
 
 
-# What dumps() writes, and nothing else: UUID() and Decimal() also accept
-# braces, "urn:uuid:" prefixes, whitespace, underscores and "+" signs, and a
-# lenient decoder lets two spellings of one id or amount onto the bus.
+# Plain spellings only: the hyphenated UUID form (either case) and a plain
+# decimal with an optional exponent. UUID() and Decimal() also accept braces,
+# "urn:uuid:" prefixes, whitespace, underscores, "+" signs and non-ASCII
+# digits, and a lenient decoder lets odd spellings of one id onto the bus.
 _UUID_TEXT: Final = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _DECIMAL_TEXT: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 

@@ -48,6 +48,7 @@ __all__ = [
     "event_class",
     "event_name",
     "event_type",
+    "fits_decimal_bounds",
     "registered_events",
     "uuid7",
 ]
@@ -124,6 +125,20 @@ def check_uuid(event: object, name: str) -> None:
         _fail(event, name, f"must be a UUID, got {_describe(value)}")
 
 
+def fits_decimal_bounds(value: Decimal) -> bool:
+    """Whether finite ``value`` has at most `MAX_DECIMAL_DIGITS` digits each side of the point.
+
+    Cheap (no arithmetic on the digits): check it before computing with
+    untrusted amounts, as `check_decimal` does.
+    """
+    exponent = value.as_tuple().exponent
+    return (
+        isinstance(exponent, int)
+        and exponent >= -MAX_DECIMAL_DIGITS
+        and value.adjusted() < MAX_DECIMAL_DIGITS
+    )
+
+
 def check_decimal(event: object, name: str) -> None:
     """Require ``event.<name>`` to be a finite `decimal.Decimal` (a float is refused).
 
@@ -138,9 +153,8 @@ def check_decimal(event: object, name: str) -> None:
         _fail(event, name, f"must be a Decimal, got {_describe(value)}{hint}")
     if not value.is_finite():
         _fail(event, name, f"must be finite, got {value!r}")
-    exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int)  # finite, checked above
-    if exponent < -MAX_DECIMAL_DIGITS or value.adjusted() >= MAX_DECIMAL_DIGITS:
+    if not fits_decimal_bounds(value):
+        exponent = value.as_tuple().exponent
         # Describe the size, not the value: the value may be a million digits.
         _fail(
             event,

@@ -31,6 +31,7 @@ from eventbus.events import (
     check_decimal,
     check_uuid,
     event_type,
+    fits_decimal_bounds,
 )
 from eventbus.exceptions import InvalidEventError
 
@@ -90,7 +91,10 @@ class AccountBalanceUpdated(DomainEvent):
     ) -> Self:
         """Build the event from two balances, computing ``delta`` for you."""
         probe = (previous_balance, new_balance)
-        exact = all(isinstance(v, Decimal) and v.is_finite() for v in probe)
+        # Bounded first: exact subtraction of 1e-999999 from 1e999999 is huge.
+        exact = all(
+            isinstance(v, Decimal) and v.is_finite() and fits_decimal_bounds(v) for v in probe
+        )
         delta = EXACT.subtract(new_balance, previous_balance) if exact else Decimal(0)
         return cls(
             user_id=user_id,

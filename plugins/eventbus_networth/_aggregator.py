@@ -17,7 +17,8 @@ from decimal import Decimal
 from typing import Final, NamedTuple, final
 from uuid import UUID
 
-from eventbus.events import EXACT, MAX_DECIMAL_DIGITS
+from eventbus.events import EXACT, MAX_DECIMAL_DIGITS, fits_decimal_bounds
+from eventbus.exceptions import InvalidEventError
 from eventbus.portfolio import AccountBalanceUpdated, PortfolioNetWorthRecalculated
 from eventbus_networth import _snapshot
 from eventbus_networth._rates import RatesProvider, check_currency_code, rate_lookup
@@ -148,12 +149,11 @@ class NetWorthAggregator:
         if rate is None:
             return None
         value = EXACT.multiply(amount, rate)
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and exponent < -MAX_DECIMAL_DIGITS:
+        if not fits_decimal_bounds(value):
             # Rounding it would make net worth silently inexact; refuse instead.
             raise ValueError(
-                f"{amount} {currency} at rate {rate} has {-exponent} decimals, "
-                f"more than the {MAX_DECIMAL_DIGITS} an event may carry"
+                f"{amount} {currency} at rate {rate} is {value}: more than the "
+                f"{MAX_DECIMAL_DIGITS} digits each side of the point an event may carry"
             )
         return value
 
@@ -217,23 +217,37 @@ class NetWorthAggregator:
                         event.currency,
                         event.new_balance,
                     )
+            derived = None
+            if value != old_value:
+                # Built before any state changes: an event that cannot exist (a
+                # total past the amount bound) must leave the state as it was.
+                previous = user.total
+                new = EXACT.add(previous, EXACT.subtract(value, old_value))
+                try:
+                    derived = PortfolioNetWorthRecalculated(
+                        user_id=event.user_id,
+                        previous_net_worth=previous,
+                        new_net_worth=new,
+                        delta=EXACT.subtract(new, previous),
+                        currency=self._base,
+                        account_count=len(user.accounts) + (old is None),
+                    )
+                except InvalidEventError as exc:
+                    _log.error(
+                        "net worth of user %s NOT updated for account %s: %s",
+                        event.user_id,
+                        event.account_id,
+                        exc,
+                    )
+                    return None
             user.accounts[event.account_id] = (event.new_balance, event.currency, value)
             recent = user.recent
             recent[event.event_id] = None
             if len(recent) > self._recent_ids:
                 recent.popitem(last=False)
-            if value == old_value:
+            if derived is None:
                 return None
-            previous = user.total
-            new = user.total = EXACT.add(previous, EXACT.subtract(value, old_value))
-            derived = PortfolioNetWorthRecalculated(
-                user_id=event.user_id,
-                previous_net_worth=previous,
-                new_net_worth=new,
-                delta=EXACT.subtract(new, previous),
-                currency=self._base,
-                account_count=len(user.accounts),
-            )
+            user.total = derived.new_net_worth
             if emit is not None:
                 emit(derived)
             return derived

@@ -27,11 +27,20 @@ import logging
 import threading
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from typing import Any, Final, final
 
 from redis.asyncio import Redis
+from redis.exceptions import (
+    ClusterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import eventbus.portfolio  # noqa: F401  # registers the wire names every worker shares
@@ -48,10 +57,17 @@ _log = logging.getLogger("eventbus.redis")
 
 # Errors that mean "Redis is unreachable right now": retry, never give up.
 _OUTAGE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+# Replies that mean "not now" (a failover, memory pressure, a busy script):
+# the writer retries them like an outage instead of dropping the batch.
+_TRANSIENT: Final = (ReadOnlyError, OutOfMemoryError, TryAgainError, ClusterDownError)
+_TRANSIENT_PREFIXES: Final = ("BUSY", "LOADING", "READONLY", "OOM", "TRYAGAIN", "MASTERDOWN")
 _SKIP, _ROOTS, _ALWAYS = 0, 1, 2
 
 # ARGV = maxlen, then (field, payload) pairs; one entry per pair, in order.
-# Atomic, so a batch is appended entirely or (on a lost connection) not at all.
+# A script runs isolated (no other client's entries interleave) but is not a
+# transaction: an error midway keeps the entries before it, and a reply lost
+# with the connection means a retry appends the batch again (readers skip
+# sequence numbers they have seen).
 _APPEND_LUA: Final = """
 for i = 2, #ARGV, 2 do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[i], ARGV[i + 1])
@@ -95,6 +111,7 @@ class RedisBridge:
         "_stats",
         "_subscriptions",
         "_unlogged_drops",
+        "_use_script",
         "_wake",
         "_wake_pending",
         "_writer",
@@ -113,6 +130,7 @@ class RedisBridge:
         self._client = client
         # EVALSHA, loading the script again if the server lost it (a restart).
         self._append_script = client.register_script(_APPEND_LUA)
+        self._use_script = True  # until the server refuses scripts (ACLs)
         self._settings = settings
         self._owns_client = owns_client
         self._sse = sse
@@ -166,6 +184,10 @@ class RedisBridge:
         # it too would queue its events twice.
         for cls in [c for c in events if not any(c is not o and issubclass(c, o) for o in events)]:
             self._subscriptions.append(self._bus.subscribe(cls, self._on_event, priority=2**30))
+            if self._sse is not None:
+                # Lowest priority: the held SSE frames are complete when it runs.
+                sub = self._bus.subscribe(cls, self._dispatched, priority=-(2**30))
+                self._subscriptions.append(sub)
         self._writer = asyncio.create_task(self._write_loop(), name="eventbus-redis-writer")
         self._reader = asyncio.create_task(self._read_loop(), name="eventbus-redis-reader")
 
@@ -228,15 +250,17 @@ class RedisBridge:
                     outbox.maxlen,
                 )
             self._unlogged_drops += 1
-        sse = self._sse
         held = None
-        if sse is not None:
+        if self._sse is not None and len(chain) == 1:
             # This process's SSE clients get the event (and what its handlers
             # derive) once its stream id is known, under the ids every other
-            # worker gives it. A dropped event's frames go out after the timeout.
-            held = sse.hold(
-                event, chain=self._bus.event_chain, timeout=self._settings.sse_hold_timeout
-            )
+            # worker gives it, in stream order (module eventbus_sse._holds).
+            try:
+                held = self._sse.hold(
+                    event, chain=self._bus.event_chain, timeout=self._settings.sse_hold_timeout
+                )
+            except Exception:  # a third-party broadcaster: never stop forwarding
+                _log.exception("SSE hold failed; %r streams with a local id", event)
         outbox.append((event, held))
         if threading.get_ident() == self._loop_thread:
             self._wake.set()
@@ -244,6 +268,11 @@ class RedisBridge:
             self._wake_pending = True
             with contextlib.suppress(RuntimeError):  # loop closed: nothing to wake
                 self._loop.call_soon_threadsafe(self._wake_from_thread)
+
+    def _dispatched(self, event: DomainEvent) -> None:
+        """The bus's last handler: the held SSE frames of ``event`` are complete."""
+        if self._sse is not None:
+            self._sse.finish(event)
 
     def _wake_from_thread(self) -> None:
         self._wake_pending = False
@@ -258,6 +287,8 @@ class RedisBridge:
             except EventBusError as exc:
                 self._stats["dropped"] += 1
                 _log.error("Redis bridge cannot encode %r: %s", event, exc)
+                if held is not None and self._sse is not None:
+                    self._sse.release(held, None)
                 continue
             self._seq += 1
             batch.append((b"%s:%d" % (self._origin, self._seq), payload))
@@ -282,12 +313,23 @@ class RedisBridge:
                     continue
             try:
                 await self._append(self._inflight)
-            except _OUTAGE as exc:
+            except (*_OUTAGE, *_TRANSIENT) as exc:
                 _log.debug("Redis bridge writer: %s; retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)  # backoff, not synchronisation
                 delay = min(delay * 2, settings.backoff_max)
                 continue
-            except RedisError as exc:  # e.g. the key holds another type: retrying won't help
+            except RedisError as exc:
+                if _transient(exc):
+                    _log.debug("Redis bridge writer: %s; retrying in %.2fs", exc, delay)
+                    await asyncio.sleep(delay)  # backoff, not synchronisation
+                    delay = min(delay * 2, settings.backoff_max)
+                    continue
+                if self._use_script and _scripts_refused(exc):
+                    # Managed Redis often denies scripting: pipeline instead.
+                    _log.warning("Redis refuses scripts (%s); appending with a pipeline", exc)
+                    self._use_script = False
+                    continue
+                # E.g. the key holds another type: retrying won't help.
                 stats["dropped"] += len(self._inflight)
                 _log.error("Redis bridge dropped %d event(s): %s", len(self._inflight), exc)
                 for seq in range(self._seq - len(self._inflight) + 1, self._seq + 1):
@@ -304,27 +346,45 @@ class RedisBridge:
 
     async def _append(self, batch: list[tuple[bytes, bytes]]) -> None:
         settings = self._settings
+        if not self._use_script:
+            pipe = self._client.pipeline(transaction=False)
+            for header, payload in batch:
+                pipe.xadd(
+                    settings.stream, {header: payload}, maxlen=settings.maxlen, approximate=True
+                )
+            await pipe.execute()
+            return
         args: list[bytes | int] = [settings.maxlen]
         for header, payload in batch:
             args += (header, payload)
         await self._append_script(keys=[settings.stream], args=args)
 
     def _release(self, seq: int, base_id: str | None) -> None:
-        """Stream the held SSE frames of entry ``seq`` with ids from ``base_id``."""
+        """Stream the held SSE frames of entry ``seq`` now (local ids: ``None``)."""
         held = self._awaiting.pop(seq, None)
         if held is not None and self._sse is not None:
-            self._sse.release(held, base_id)
+            try:
+                self._sse.release(held, base_id)
+            except Exception:  # a third-party broadcaster: keep the bridge running
+                _log.exception("SSE release failed for entry %d", seq)
 
-    def _release_through(self, seq: int, base_id: str) -> None:
-        """Entry ``seq`` came back as ``base_id``: release it, and any before it.
+    async def _settle(self, seq: int, base_id: str) -> None:
+        """Our entry ``seq`` came back as ``base_id``: stream its held SSE frames.
 
         Entries come back in sequence order, so one still awaiting below
         ``seq`` never will (its append was lost, or it was trimmed): local ids.
+        Waiting for the held dispatch to end keeps this worker's frames in
+        stream order, like every other worker's.
         """
-        if self._awaiting:
-            for number in [n for n in self._awaiting if n < seq]:
-                self._release(number, None)
-            self._release(seq, base_id)
+        awaiting = self._awaiting
+        while awaiting and (first := next(iter(awaiting))) < seq:
+            self._release(first, None)
+        held = awaiting.pop(seq, None)
+        if held is not None and self._sse is not None:
+            try:
+                await self._sse.settle(held, base_id, wait=self._settings.sse_hold_timeout)
+            except Exception:  # a third-party broadcaster: keep the bridge running
+                _log.exception("SSE settle failed for entry %s", base_id)
 
     # -------------------------------------------------------------- inbound
 
@@ -356,10 +416,13 @@ class RedisBridge:
                 stats["reconnects"] += 1
                 _log.warning("Redis bridge reconnected; resuming after %s", self._last_id)
                 failed, delay = False, settings.backoff_initial
-            for _stream, entries in _streams(reply):
-                for entry_id, fields in entries:
-                    self._last_id = entry_id
+            for entry_id, fields in _entries(reply):
+                self._last_id = entry_id
+                try:
                     await self._deliver(entry_id, fields)
+                except Exception:  # never let one entry stop the reader
+                    self._stats["malformed"] += 1
+                    _log.exception("Redis bridge skipped entry %r", entry_id)
 
     async def _deliver(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         try:
@@ -370,9 +433,10 @@ class RedisBridge:
             seq = int(raw_seq)
             if origin == self._origin:
                 self._stats["echoes"] += 1
-                self._release_through(seq, entry_id.decode())
-                return
-            event = codec.loads(payload)
+                echo = True
+            else:
+                echo = False
+                event = codec.loads(payload)
         except (DecodeError, ValueError) as exc:
             self._stats["malformed"] += 1
             _log.warning(
@@ -381,6 +445,9 @@ class RedisBridge:
                 exc,
                 extra={"stream_id": entry_id.decode(errors="replace")},
             )
+            return
+        if echo:
+            await self._settle(seq, entry_id.decode())
             return
         last = self._seen.get(origin)
         if last is not None and seq <= last:
@@ -413,8 +480,31 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
-def _streams(reply: Any) -> Any:
-    """``XREAD``'s reply as (stream, entries) pairs, under RESP2 (list) or RESP3 (dict)."""
+def _entries(reply: Any) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+    """The (stream id, fields) entries of an ``XREAD`` reply, under RESP2 or RESP3.
+
+    RESP2 gives ``[[stream, [entry, ...]], ...]``; redis-py's RESP3 reply is
+    ``{stream: [[entry, ...]]}``, one list deeper.
+    """
     if not reply:
-        return ()
-    return reply.items() if isinstance(reply, dict) else reply
+        return
+    if isinstance(reply, dict):
+        for batches in reply.values():
+            for batch in batches:
+                yield from batch
+    else:
+        for _stream, entries in reply:
+            yield from entries
+
+
+def _transient(exc: RedisError) -> bool:
+    """Whether a reply error means "not now" (retry) rather than "never"."""
+    return str(exc).startswith(_TRANSIENT_PREFIXES)
+
+
+def _scripts_refused(exc: RedisError) -> bool:
+    """Whether the server refuses ``EVALSHA``/``EVAL`` (ACLs, or scripting disabled)."""
+    text = str(exc).lower()
+    return isinstance(exc, NoPermissionError) or (
+        isinstance(exc, ResponseError) and ("evalsha" in text or "unknown command" in text)
+    )

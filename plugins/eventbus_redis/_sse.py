@@ -14,13 +14,17 @@ from eventbus import DomainEvent, EventBus
 
 __all__ = ["SSEIds", "sse_ids"]
 
+_METHODS = ("id_scope", "hold", "finish", "settle", "release")
+
 
 class SSEIds(Protocol):
     """What the bridge uses of the SSE broadcaster (found by duck typing).
 
     ``id_scope`` wraps the re-publication of a remote event, so its frames get
-    the stream id as their SSE id; ``hold`` and ``release`` do the same for the
-    events this process forwards, once their entry is read back.
+    the stream id as their SSE id. For the events this process forwards,
+    ``hold`` keeps their frames, ``finish`` marks the end of their dispatch,
+    and ``settle`` (or ``release``, at once) streams them once the entry is
+    read back. See ``eventbus_sse._holds``.
     """
 
     def id_scope(self, base_id: str) -> AbstractContextManager[object]: ...
@@ -33,6 +37,10 @@ class SSEIds(Protocol):
         timeout: float,
     ) -> object | None: ...
 
+    def finish(self, root: DomainEvent) -> None: ...
+
+    async def settle(self, held: Any, base_id: str | None, *, wait: float) -> None: ...
+
     def release(self, held: Any, base_id: str | None) -> None: ...
 
 
@@ -42,6 +50,6 @@ def sse_ids(bus: EventBus) -> SSEIds | None:
     Found by duck typing: plugins import only eventbus's public API.
     """
     broadcaster = getattr(bus.get_plugin("sse"), "broadcaster", None)
-    if all(callable(getattr(broadcaster, name, None)) for name in ("id_scope", "hold", "release")):
+    if all(callable(getattr(broadcaster, name, None)) for name in _METHODS):
         return cast("SSEIds", broadcaster)
     return None

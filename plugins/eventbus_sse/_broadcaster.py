@@ -113,7 +113,7 @@ class Broadcaster:
         self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._holds = Holds(self._route, self._call_later)
+        self._holds = Holds(self._route)
         self._scope: ContextVar[IdScope | None] = ContextVar(f"eventbus_sse_scope_{id(self)}")
         # Counters, touched on the loop thread only (see statistics()).
         self._stats = dict.fromkeys(
@@ -226,14 +226,14 @@ class Broadcaster:
         mapping = self._mappings.resolve(type(event))
         if mapping is None:
             return
-        scope = self._scope.get(None)
-        sse_id = None if scope is None else scope.next_id()
         user = mapping.user(event)
         payload = self._encode(event)
-        if sse_id is None and self._holds:
-            held, sse_id = self._holds.claim(mapping.name, user, payload)
-            if held:
-                return
+        # A held dispatch first: a root published from a context copied inside
+        # an id scope (publish_threadsafe in a remote event's handler) is ours.
+        if self._holds and self._holds.claim(mapping.name, user, payload):
+            return
+        scope = self._scope.get(None)
+        sse_id = None if scope is None else scope.next_id()
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
             self._route(mapping.name, user, payload, sse_id)
@@ -250,51 +250,64 @@ class Broadcaster:
         chain: Callable[[], Sequence[DomainEvent]],
         timeout: float,
     ) -> Held | None:
-        """Hold the frames of ``root`` and its derived events until `release`.
+        """Hold the frames of ``root`` and its derived events (module ``_holds``).
 
         For an origin that assigns ids after the event is published here: the
-        Redis bridge holds each event it forwards until it reads the event's
-        entry back, then releases it with the stream id. See `eventbus_sse._holds`.
-        Thread-safe; call it from a handler that runs before this broadcaster's.
+        Redis bridge holds each event it forwards, calls `finish` when its
+        dispatch ends and `settle` when it reads the entry back. Thread-safe;
+        call it from a handler that runs before this broadcaster's.
 
         Args:
             root: The event being dispatched (a root event).
             chain: The bus's ``event_chain``: a frame is ``root``'s when its
                 chain starts with ``root``.
-            timeout: Seconds after which the frames go out with local ids,
-                should `release` not come.
+            timeout: Seconds after which the frames go out anyway, with local
+                ids unless the id is known by then.
 
         Returns:
-            The handle to pass to `release`, or ``None`` (nothing is held) when
-            the broadcaster is not bound to a running loop.
+            The handle for `finish`, `settle` and `release`, or ``None`` (nothing
+            is held) when the broadcaster is closed or not bound to a loop.
         """
         loop = self._loop
         if loop is None or loop.is_closed() or self._closed:
             return None
-        held, start_sweep = self._holds.hold(root, chain, timeout)
-        if start_sweep:
-            if threading.get_ident() == self._loop_thread:
-                loop.call_later(timeout, self._holds.sweep)
-            else:
-                try:
-                    loop.call_soon_threadsafe(loop.call_later, timeout, self._holds.sweep)
-                except RuntimeError:  # closed meanwhile: nobody is listening
-                    return None
+        held = self._holds.hold(root, chain, timeout)
+        if threading.get_ident() == self._loop_thread:
+            self._holds.arm(loop)
+        elif not self._holds.armed(loop, held):
+            try:
+                loop.call_soon_threadsafe(self._holds.arm, loop)
+            except RuntimeError:  # closed meanwhile: nobody is listening
+                self._holds.drop(held)
+                return None
         return held
 
+    def finish(self, root: DomainEvent) -> None:
+        """Mark the dispatch of held ``root`` as over (a no-op for others); thread-safe."""
+        if self._holds:
+            self._holds.finish(root, self._loop)
+
+    async def settle(self, held: Held, base_id: str | None, *, wait: float) -> None:
+        """Stream ``held``'s frames with ids from ``base_id`` once its dispatch is over.
+
+        Waits up to ``wait`` seconds for `finish`; call on the broadcaster's loop.
+
+        Raises:
+            ValueError: ``base_id`` is not a valid id (see `check_base_id`).
+        """
+        await self._holds.settle(held, base_id, wait)
+
     def release(self, held: Held, base_id: str | None) -> None:
-        """Stream ``held``'s frames with ids from ``base_id`` (``None``: local ids).
+        """Stream ``held``'s frames now, with ids from ``base_id`` (``None``: local ids).
 
         Idempotent; call on the broadcaster's loop thread.
 
         Raises:
             ValueError: ``base_id`` is not a valid id (see `check_base_id`).
         """
-        self._holds.release(held, base_id)
-
-    def _call_later(self, delay: float, callback: Callable[[], object]) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_later(delay, callback)
+        if not held.routed:
+            held.base_id = None if base_id is None else check_base_id(base_id)
+        self._holds.route(held)
 
     def _route(self, name: str, user: UUID, payload: bytes, sse_id: str | None) -> None:
         stats = self._stats
@@ -323,6 +336,8 @@ class Broadcaster:
         """
         self._loop = loop or asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        if self._holds:  # a sweep armed on a previous loop never fires
+            self._holds.arm(self._loop)
 
     def connect(
         self,
@@ -395,6 +410,7 @@ class Broadcaster:
         bytes and disconnect.
         """
         self._closed = True
+        self._holds.route_all()
         for sub in list(self._subs):
             self._unroute(sub, "shutdown")
         if self._subs:

@@ -3,22 +3,33 @@
 Why: a worker that publishes an event the Redis bridge forwards learns the
 event's stream id only when it reads its own entry back. Streaming the event at
 once would give that worker's clients a local id, which no other worker knows,
-so they could not resume anywhere else. Instead the bridge `Holds.hold`s the
-event: the frames of the event, and of the events its handlers derive from it,
-are kept in order until the bridge `Holds.release`s them with the stream id.
-They then get ``id``, ``id.1``, ... exactly as on every other worker, and in
-stream order. Released without an id (Redis unreachable past the timeout, or
-the event dropped), they stream with local ids, as events did before.
+so they could not resume anywhere else; and it would put the event before
+entries that precede it in the stream. Instead the bridge holds the event:
 
-A frame belongs to the group of its dispatch chain's root
-(`eventbus.EventBus.event_chain`). Nothing here runs while no event is held.
+1. `Holds.hold` (from the bridge's handler, which runs first): the frames of
+   the event, and of the events its handlers derive from it, are kept in order.
+2. `Holds.finish` (from the bridge's last handler): the event's dispatch is
+   over, so no more frames will join the group.
+3. `Holds.settle` (from the bridge's reader, when the entry comes back): once
+   the dispatch is over, the frames are routed with the stream id (``id``,
+   ``id.1``, ...), exactly as every other worker routes them, and in stream
+   order, because the reader handles entries one at a time.
+
+A group not settled within its timeout (Redis unreachable, the event dropped)
+is routed with local ids. A frame belongs to the group of its dispatch chain's
+root (`eventbus.EventBus.event_chain`); frames arriving after the group was
+routed get local ids. Nothing here runs while no event is held.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, final
 from uuid import UUID
@@ -29,6 +40,8 @@ if TYPE_CHECKING:
     from eventbus import DomainEvent
 
 __all__ = ["Held", "Holds", "IdScope"]
+
+_log = logging.getLogger("eventbus.sse")
 
 #: A frame waiting for its id: (SSE event name, user, encoded payload).
 Pending = tuple[str, UUID, bytes]
@@ -57,57 +70,39 @@ class IdScope:
 class Held:
     """The frames of one held event's dispatch; opaque to the holder."""
 
-    __slots__ = ("deadline", "frames", "released", "root", "scope")
+    __slots__ = ("base_id", "deadline", "dispatched", "frames", "root", "routed", "waiter")
 
     def __init__(self, root: DomainEvent, deadline: float) -> None:
         self.root = root  # kept alive, so its id() is not reused while registered
         self.deadline = deadline
         self.frames: list[Pending] = []
-        self.released = False
-        self.scope: IdScope | None = None
+        self.base_id: str | None = None
+        self.dispatched = False
+        self.routed = False
+        self.waiter: asyncio.Future[None] | None = None
 
 
 @final
 class Holds:
     """The held groups of one broadcaster.
 
-    One timer at a time (the sweep) expires groups whose id did not come in
-    time, and forgets released groups a timeout after their release: until
-    then a frame derived late (a handler still running on another thread, or
-    awaiting, when the id came back) still gets the group's next id. With
-    nothing held or recently released, `claim` is never called (`__bool__`).
+    One timer at a time (the sweep) routes groups whose deadline passed.
 
     Args:
         route: Routes a frame; called on the broadcaster's loop thread.
-        schedule: Calls ``callback`` after ``delay`` seconds on the
-            broadcaster's loop; called on the loop thread.
     """
 
-    __slots__ = (
-        "_chain",
-        "_groups",
-        "_lock",
-        "_pending",
-        "_released",
-        "_route",
-        "_schedule",
-        "_sweeping",
-        "_timeout",
-    )
+    __slots__ = ("_chain", "_deadlines", "_groups", "_lock", "_order", "_route", "_timer")
 
-    def __init__(
-        self, route: Route, schedule: Callable[[float, Callable[[], object]], object]
-    ) -> None:
+    def __init__(self, route: Route) -> None:
         self._route = route
-        self._schedule = schedule
         self._chain: Callable[[], Sequence[DomainEvent]] | None = None
         self._groups: dict[int, Held] = {}
-        self._pending: deque[Held] = deque()  # by deadline: timeouts are equal
-        self._released: deque[tuple[float, Held]] = deque()  # (forget at, group)
-        self._sweeping = False
-        self._timeout = 1.0
-        # Guards a group's frames against a release on the loop thread racing
-        # a handler on another thread; taken only while some event is held.
+        self._deadlines: list[tuple[float, int, Held]] = []  # a heap
+        self._order = itertools.count()
+        # The sweep timer: its loop, handle and due time; None when none is armed.
+        self._timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle, float] | None = None
+        # Guards groups against the loop thread racing handlers on other threads.
         self._lock: Final = threading.Lock()
 
     def __bool__(self) -> bool:
@@ -115,76 +110,132 @@ class Holds:
 
     def hold(
         self, root: DomainEvent, chain: Callable[[], Sequence[DomainEvent]], timeout: float
-    ) -> tuple[Held, bool]:
-        """Register ``root``'s group; thread-safe.
-
-        Returns:
-            The group, and whether the caller must start the sweep: call
-            `sweep` on the loop (once) when true.
-        """
-        self._chain, self._timeout = chain, timeout
+    ) -> Held:
+        """Register ``root``'s group; thread-safe. The caller arms the sweep (`arm`)."""
+        self._chain = chain
         held = Held(root, time.monotonic() + timeout)
         with self._lock:
             self._groups[id(root)] = held
-            self._pending.append(held)
-            start, self._sweeping = not self._sweeping, True
-        return held, start
+            heapq.heappush(self._deadlines, (held.deadline, next(self._order), held))
+        return held
 
-    def claim(self, name: str, user: UUID, payload: bytes) -> tuple[bool, str | None]:
-        """Take a frame into its held group, if it has one.
+    def armed(self, loop: asyncio.AbstractEventLoop, held: Held) -> bool:
+        """Whether a sweep on ``loop`` will run by ``held``'s deadline.
 
-        Returns:
-            ``(True, None)`` when the frame was held; else ``(False, id)``, with
-            the id to route it under (a released group's next id, or ``None``).
+        A timer on a closed loop (the broadcaster was rebound) never fires.
         """
+        timer = self._timer
+        return (
+            timer is not None
+            and timer[0] is loop
+            and not loop.is_closed()
+            and timer[2] <= held.deadline
+        )
+
+    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Time the sweep for the earliest deadline, on ``loop``; on the loop thread."""
+        with self._lock:
+            due = self._deadlines[0][0] if self._deadlines else None
+        timer = self._timer
+        if timer is not None:
+            if due is not None and timer[0] is loop and not loop.is_closed() and timer[2] <= due:
+                return  # armed early enough already
+            timer[1].cancel()
+            self._timer = None
+        if due is not None:
+            handle = loop.call_later(max(due - time.monotonic(), 0.0), self._sweep, loop)
+            self._timer = (loop, handle, due)
+
+    def drop(self, held: Held) -> None:
+        """Forget ``held`` without routing anything (the holder could not arm a sweep)."""
+        with self._lock:
+            held.routed = True
+            if self._groups.get(id(held.root)) is held:
+                del self._groups[id(held.root)]
+
+    def claim(self, name: str, user: UUID, payload: bytes) -> bool:
+        """Take a frame into its dispatch root's group; ``False`` if it has none."""
         chain = self._chain() if self._chain is not None else ()
         held = self._groups.get(id(chain[0])) if chain else None
         if held is None or held.root is not chain[0]:
-            return False, None
+            return False
         with self._lock:
-            if not held.released:
-                held.frames.append((name, user, payload))
-                return True, None
-            return False, held.scope.next_id() if held.scope is not None else None
+            if held.routed:
+                return False
+            held.frames.append((name, user, payload))
+            return True
 
-    def release(self, held: Held, base_id: str | None) -> None:
-        """Route ``held``'s frames, with ids from ``base_id`` (or local ones); idempotent.
+    def finish(self, root: DomainEvent, loop: asyncio.AbstractEventLoop | None) -> None:
+        """``root``'s dispatch is over; thread-safe. Wakes a `settle` waiting for it."""
+        held = self._groups.get(id(root))
+        if held is None or held.root is not root:
+            return
+        with self._lock:
+            held.dispatched = True
+            waiter = held.waiter
+        if waiter is not None and loop is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                loop.call_soon_threadsafe(_wake, waiter)
 
-        Call on the broadcaster's loop thread.
+    async def settle(self, held: Held, base_id: str | None, wait: float) -> None:
+        """Route ``held`` with ids from ``base_id`` once its dispatch is over.
+
+        Waits up to ``wait`` seconds for the dispatch to finish (a handler on
+        another thread, or awaiting); routes anyway after that. On the loop.
 
         Raises:
             ValueError: ``base_id`` is not a valid id.
         """
-        scope = IdScope(check_base_id(base_id)) if base_id is not None else None
+        if base_id is not None:
+            check_base_id(base_id)
         with self._lock:
-            if held.released:
-                return
-            held.released, held.scope = True, scope
-            frames, held.frames = held.frames, []
-            ids = [scope.next_id() if scope is not None else None for _ in frames]
-            self._released.append((time.monotonic() + self._timeout, held))
-        for (name, user, payload), sse_id in zip(frames, ids, strict=True):
-            self._route(name, user, payload, sse_id)
+            held.base_id = base_id
+            waiting = not held.dispatched and not held.routed and wait > 0
+            if waiting:
+                held.waiter = waiter = asyncio.get_running_loop().create_future()
+        if waiting:
+            try:
+                await asyncio.wait_for(waiter, wait)
+            except TimeoutError:
+                _log.debug("SSE frames of %r routed before its dispatch ended", held.root)
+        self.route(held)
 
-    def sweep(self) -> None:
-        """Expire overdue groups, forget old released ones, and time the next sweep."""
-        now = time.monotonic()
-        pending, released, groups = self._pending, self._released, self._groups
-        while pending and (pending[0].released or pending[0].deadline <= now):
-            self.release(pending.popleft(), None)  # a no-op for released ones
+    def route(self, held: Held) -> None:
+        """Route ``held``'s frames now (ids from its base id, else local); idempotent."""
         with self._lock:
-            while released and released[0][0] <= now:
-                held = released.popleft()[1]
-                if groups.get(id(held.root)) is held:
-                    del groups[id(held.root)]
-            due = [
-                d
-                for d in (
-                    pending[0].deadline if pending else None,
-                    released[0][0] if released else None,
-                )
-                if d is not None
-            ]
-            self._sweeping = bool(due)
-        if due:
-            self._schedule(max(min(due) - now, 0.0), self.sweep)
+            if held.routed:
+                return
+            held.routed = True
+            frames, held.frames = held.frames, []
+            if self._groups.get(id(held.root)) is held:
+                del self._groups[id(held.root)]
+        scope = IdScope(held.base_id) if held.base_id is not None else None
+        for name, user, payload in frames:
+            try:
+                self._route(name, user, payload, scope.next_id() if scope else None)
+            except Exception:  # routing runs in a timer or the bridge's reader
+                _log.exception("SSE broadcaster failed to route a held %s frame", name)
+
+    def route_all(self) -> None:
+        """Route every group now, with what ids are known (shutdown)."""
+        with self._lock:
+            pending = list(self._groups.values())
+        for held in pending:
+            self.route(held)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = time.monotonic()
+        due: list[Held] = []
+        with self._lock:
+            heap = self._deadlines
+            while heap and (heap[0][2].routed or heap[0][0] <= now):
+                due.append(heapq.heappop(heap)[2])
+        for held in due:
+            self.route(held)  # a no-op for groups routed already
+        self.arm(loop)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

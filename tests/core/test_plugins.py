@@ -612,3 +612,36 @@ class TestNameCollisions:
             other.register_plugin(SyncLifecycle([]), name="fake")
             assert other.load_entry_points(fake.group) == []
         assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+class StartsAWorker:
+    """Starts a long-lived task in its startup hook, like the Redis bridge's reader."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.worker: asyncio.Task[None] | None = None
+
+    @hookimpl
+    async def eventbus_startup(self, bus: EventBus) -> None:
+        async def work() -> None:
+            await self.go.wait()
+            bus.subscribe(Ping, lambda e: None)  # on the application's behalf, later
+
+        self.worker = asyncio.create_task(work())
+
+
+class TestSubscriptionsOfStartupTasks:
+    """A task a startup hook creates outlives the hook: what it subscribes later is not credited."""
+
+    async def test_not_credited_to_the_plugin(self, bus: EventBus) -> None:
+        """The subscription survives unregistering the plugin."""
+        plugin = StartsAWorker()
+        bus.register_plugin(plugin, name="worker")
+        await bus.start()
+        plugin.go.set()
+        assert plugin.worker is not None
+        await plugin.worker
+        assert bus.plugins()[0].subscriptions == ()
+        bus.unregister_plugin("worker")
+        assert len(bus.subscriptions()) == 1
+        await bus.aclose()

@@ -318,6 +318,17 @@ class TestCodecLimits:
         with pytest.raises(InvalidEventError, match="new_balance"):
             balance(new_balance=Decimal(amount))
 
+    def test_from_change_refuses_far_apart_amounts_before_subtracting(self) -> None:
+        """from_change checks the bound first: no 20-million-digit delta is ever built."""
+        with pytest.raises(InvalidEventError, match="previous_balance"):
+            AccountBalanceUpdated.from_change(
+                user_id=uuid4(),
+                account_id=uuid4(),
+                previous_balance=Decimal("1e-10000000"),
+                new_balance=Decimal("1e10000000"),
+                currency="USD",
+            )
+
     def test_amounts_at_the_digit_bound_are_exact(self) -> None:
         """40 integer digits and 40 decimals are accepted, and the delta is exact."""
         big, small = Decimal("9" * 40), Decimal("0." + "0" * 39 + "1")

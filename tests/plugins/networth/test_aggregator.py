@@ -374,3 +374,20 @@ class TestRates:
         """A malformed item is named in the error."""
         with pytest.raises(ValueError, match="EVENTBUS_NETWORTH_RATES item"):
             parse_rates(text)
+
+
+class TestAmountBound:
+    """A total an event cannot carry is refused without touching the state."""
+
+    def test_total_past_the_bound_leaves_the_state_unchanged(
+        self, agg: NetWorthAggregator, user: UUID, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Two accounts of 6E+39 would total 1.2E+40: the second is not applied; later ones are."""
+        first, second = uuid4(), uuid4()
+        assert agg.apply(balance(user, first, 0, "6E+39")) is not None
+        assert agg.apply(balance(user, second, 0, "6E+39")) is None
+        assert "NOT updated" in caplog.text
+        assert agg.net_worth(user) == Decimal("6E+39")
+        assert set(agg.accounts(user)) == {first}
+        assert agg.apply(balance(user, second, 0, "5")) is not None
+        assert agg.net_worth(user) == Decimal("6" + "0" * 38 + "5")  # exact: 40 digits

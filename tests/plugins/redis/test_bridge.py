@@ -159,6 +159,78 @@ class TestForwarding:
             assert client.xlen("eventbus:events") == 300
 
 
+class TestServerVariants:
+    """RESP3 clients, servers that refuse scripts, and replies that mean "not now"."""
+
+    async def test_resp3_clients(self, redis_server: RedisServer) -> None:
+        """Bridges given RESP3 clients read each other's events (XREAD replies nest deeper)."""
+        from redis.asyncio import Redis
+
+        from eventbus_redis import RedisBridgePlugin
+
+        buses = []
+        for _ in range(2):
+            bus = EventBus(raise_errors=True)
+            client = Redis(host="127.0.0.1", port=redis_server.port, protocol=3)
+            bus.register_plugin(RedisBridgePlugin(client=client), name="redis")
+            await bus.start()
+            buses.append(bus)
+        a, b = buses
+        seen_b = collect(b)
+        events = [holdings(uuid4(), i) for i in range(20)]
+        for event in events:
+            await a.publish(event)
+        await arrived(seen_b, len(events))
+        assert seen_b == events
+        for bus in buses:
+            await bus.aclose()
+
+    async def test_a_user_without_scripting_falls_back_to_a_pipeline(
+        self, bridged: Bridged, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An ACL user denied EVALSHA still bridges: one warning, then pipelined XADD."""
+        with redis_server.client() as admin:
+            admin.execute_command(
+                "ACL", "SETUSER", "noscripts", "on", ">pw", "~*", "+@all", "-@scripting"
+            )
+        url = f"redis://noscripts:pw@127.0.0.1:{redis_server.port}/0"
+        a, bridge_a = await bridged(url=url)
+        b, _ = await bridged(url=url)
+        seen_b = collect(b)
+        events = [holdings(uuid4(), i) for i in range(10)]
+        for event in events:
+            await a.publish(event)
+        await arrived(seen_b, len(events))
+        assert seen_b == events
+        assert bridge_a.statistics()["dropped"] == 0
+        assert "refuses scripts" in caplog.text
+
+    async def test_out_of_memory_is_retried_not_dropped(
+        self, bridged: Bridged, redis_server: RedisServer
+    ) -> None:
+        """OOM replies hold the batch back; once memory is available again it is sent."""
+        a, bridge_a = await bridged()
+        b, _ = await bridged()
+        seen_b = collect(b)
+        with redis_server.client() as admin:
+            admin.config_set("maxmemory-policy", "noeviction")
+            admin.config_set("maxmemory", 1)
+            try:
+                events = [holdings(uuid4(), i) for i in range(5)]
+                for event in events:
+                    await a.publish(event)
+                await wait_until_async(
+                    lambda: "errorstat_OOM" in admin.info("errorstats"),
+                    what="the writer's append refused with OOM",
+                )
+                assert seen_b == []
+            finally:
+                admin.config_set("maxmemory", 0)
+        await arrived(seen_b, len(events))
+        assert seen_b == events
+        assert bridge_a.statistics()["dropped"] == 0
+
+
 class TestMalformed:
     """Garbage in the stream is logged with its id and skipped."""
 

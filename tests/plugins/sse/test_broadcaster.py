@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass
 from uuid import UUID, uuid4
@@ -11,8 +12,7 @@ import pytest
 
 from eventbus import DomainEvent, EventBus, event_type
 from eventbus.portfolio import AccountBalanceUpdated, PortfolioNetWorthRecalculated
-from eventbus_sse import Broadcaster, SignedTokenAuth, SSEPlugin, Subscriber
-from eventbus_sse._holds import Holds  # the registry itself, for one edge case
+from eventbus_sse import Broadcaster, Held, SignedTokenAuth, SSEPlugin, Subscriber
 from tests.plugins.sse.helpers import balance, holdings, networth
 from tests.support import wait_until_async
 
@@ -248,19 +248,27 @@ class TestPlugin:
 
 
 class TestHolds:
-    """hold/release: frames wait for an id assigned elsewhere (the Redis bridge's stream id)."""
+    """hold/finish/settle: frames wait for an id assigned elsewhere (the Redis bridge's)."""
 
     @staticmethod
-    def holding_worker(broadcaster: Broadcaster, timeout: float) -> tuple[EventBus, list[object]]:
-        """A worker whose top-priority handler holds every balance update, as the bridge does."""
+    def holding_worker(broadcaster: Broadcaster, timeout: float) -> tuple[EventBus, list[Held]]:
+        """A worker that holds every balance update and finishes it, as the bridge does."""
         bus = worker(broadcaster)
-        held: list[object] = []
+        held: list[Held] = []
 
         @bus.on(AccountBalanceUpdated, priority=2**30)
         def hold(event: AccountBalanceUpdated) -> None:
-            held.append(broadcaster.hold(event, chain=bus.event_chain, timeout=timeout))
+            handle = broadcaster.hold(event, chain=bus.event_chain, timeout=timeout)
+            if handle is not None:
+                held.append(handle)
 
+        bus.subscribe(AccountBalanceUpdated, broadcaster.finish, priority=-(2**30))
         return bus, held
+
+    @staticmethod
+    def names(chunks: list[bytes]) -> list[bytes]:
+        """The ``event:`` lines of encoded frames."""
+        return [c.split(b"\n")[1] for c in chunks]
 
     async def test_released_with_the_origin_id_in_order(self) -> None:
         """Nothing streams until release; then the event and its derived one get id, id.1."""
@@ -271,13 +279,37 @@ class TestHolds:
         sub = broadcaster.connect(user)
         bus.publish_sync(balance(user, "5"))
         bus.publish_sync(holdings(user))  # not held: streams at once
-        assert [c.split(b"\n")[1] for c in drain(sub)] == [b"event: portfolio.holdings.updated"]
+        assert self.names(drain(sub)) == [b"event: portfolio.holdings.updated"]
         broadcaster.release(held[0], "1718000000000-7")
         broadcaster.release(held[0], "1718000000000-9")  # idempotent
         assert ids_of(drain(sub))[1:] == ["1718000000000-7", "1718000000000-7.1"]
 
+    async def test_settle_waits_for_the_dispatch_to_end(self) -> None:
+        """A dispatch still running on another thread is waited for, so no frame comes late."""
+        broadcaster = Broadcaster()
+        broadcaster.bind_loop()
+        bus, held = self.holding_worker(broadcaster, timeout=60)
+        gate = threading.Event()
+
+        @bus.on(AccountBalanceUpdated, priority=100)
+        def slow(event: AccountBalanceUpdated) -> None:
+            assert gate.wait(10)
+
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        dispatch = asyncio.ensure_future(asyncio.to_thread(bus.publish_sync, balance(user, "5")))
+        await wait_until_async(lambda: held, what="the event is held")
+        settling = asyncio.ensure_future(broadcaster.settle(held[0], "1718000000000-3", wait=10))
+        await asyncio.sleep(0)  # let settle start waiting
+        assert not settling.done()
+        assert drain(sub) == []
+        gate.set()
+        await dispatch
+        await settling
+        assert ids_of(drain(sub)) == ["1718000000000-3", "1718000000000-3.1"]
+
     async def test_expired_hold_streams_with_local_ids(self) -> None:
-        """No release within the timeout: the frames go out anyway, under this epoch."""
+        """No settle within the timeout: the frames go out anyway, under this epoch."""
         broadcaster = Broadcaster()
         broadcaster.bind_loop()
         bus, _ = self.holding_worker(broadcaster, timeout=0.01)
@@ -287,6 +319,52 @@ class TestHolds:
         await wait_until_async(lambda: len(drain(sub)) == 2, what="the held frames expire")
         assert all(i.startswith(broadcaster.epoch) for i in ids_of(drain(sub)))
 
+    async def test_a_short_hold_is_not_kept_behind_a_long_one(self) -> None:
+        """Each hold expires at its own deadline."""
+        broadcaster = Broadcaster()
+        broadcaster.bind_loop()
+        long_bus, _ = self.holding_worker(broadcaster, timeout=60)
+        short_bus, _ = self.holding_worker(broadcaster, timeout=0.01)
+        first, second = uuid4(), uuid4()
+        sub = broadcaster.connect(second)
+        long_bus.publish_sync(balance(first, "5"))
+        short_bus.publish_sync(balance(second, "5"))
+        await wait_until_async(lambda: len(drain(sub)) == 2, what="the short hold expires")
+
+    def test_a_sweep_lost_with_its_loop_is_armed_again_on_the_next(self) -> None:
+        """Holds made on a loop that closed still expire once the broadcaster is rebound."""
+        broadcaster = Broadcaster()
+        bus, held = self.holding_worker(broadcaster, timeout=0.01)
+        user = uuid4()
+
+        async def on_first_loop() -> None:
+            broadcaster.bind_loop()
+            bus.publish_sync(balance(user, "5"))
+
+        async def on_second_loop() -> Subscriber:
+            sub = broadcaster.connect(user)  # rebinds: re-arms the sweep
+            await wait_until_async(lambda: held[0].routed, what="the old hold expires")
+            return sub
+
+        asyncio.run(on_first_loop())  # closes the loop with the sweep still pending
+        assert held
+        assert not held[0].routed
+        sub = asyncio.run(on_second_loop())
+        assert sub.user == user
+
+    async def test_a_held_root_is_not_given_an_id_scope_it_copied(self) -> None:
+        """A root published inside an id scope's context copy is held, not given scope ids."""
+        broadcaster = Broadcaster()
+        broadcaster.bind_loop()
+        bus, held = self.holding_worker(broadcaster, timeout=60)
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        with broadcaster.id_scope("1718000000000-1"):
+            bus.publish_sync(balance(user, "5"))
+        assert drain(sub) == []
+        broadcaster.release(held[0], "1718000000000-2")
+        assert ids_of(drain(sub)) == ["1718000000000-2", "1718000000000-2.1"]
+
     def test_nothing_is_held_without_a_loop(self) -> None:
         """An unbound broadcaster cannot time a hold out, so it holds nothing."""
         broadcaster = Broadcaster()
@@ -294,15 +372,15 @@ class TestHolds:
         user = uuid4()
         sub = broadcaster.connect(user)
         bus.publish_sync(balance(user, "5"))
-        assert held == [None]
+        assert held == []
         assert len(drain(sub)) == 2
 
-    def test_bad_release_id_is_refused(self) -> None:
+    async def test_bad_release_id_is_refused(self) -> None:
         """A release id that is not a valid SSE id is a ValueError naming base_id."""
         broadcaster = Broadcaster()
-        held = Holds(lambda *args: None, lambda delay, callback: None).hold(
-            balance(uuid4(), "1"), chain=tuple, timeout=1
-        )
+        broadcaster.bind_loop()
+        held = broadcaster.hold(balance(uuid4(), "1"), chain=tuple, timeout=60)
+        assert held is not None
         with pytest.raises(ValueError, match="base_id"):
             broadcaster.release(held, "bad id\n")
 

@@ -36,6 +36,7 @@ from eventbus.exceptions import DecodeError, EventBusError
 __all__ = ["decode_payload", "dumps", "encode_payload", "loads"]
 
 _BASE_FIELDS: Final = frozenset(("event_id", "occurred_at"))
+_ENVELOPE_KEYS: Final = frozenset(("type", "event_id", "occurred_at", "data"))
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
@@ -100,7 +101,7 @@ def _optional(coder: tuple[Encoder, Decoder]) -> tuple[Encoder, Decoder]:
 class _Spec:
     """Precomputed per-class field coders, so encoding does no introspection."""
 
-    __slots__ = ("cls", "fields", "name")
+    __slots__ = ("cls", "fields", "name", "names")
 
     def __init__(self, cls: type[DomainEvent], name: str) -> None:
         self.cls = cls
@@ -124,6 +125,7 @@ class _Spec:
                 )
             fields.append((f.name, *coder))
         self.fields = tuple(fields)
+        self.names = frozenset(f[0] for f in fields)
 
 
 _specs: dict[type[DomainEvent], _Spec] = {}
@@ -169,7 +171,7 @@ def decode_payload(payload: Any) -> DomainEvent:
     """
     if not isinstance(payload, dict):
         raise DecodeError(f"expected a JSON object envelope, got {type(payload).__name__}")
-    if set(payload) != {"type", "event_id", "occurred_at", "data"}:
+    if payload.keys() != _ENVELOPE_KEYS:
         raise DecodeError(
             "envelope must have exactly the keys type, event_id, occurred_at, data; "
             f"got {sorted(map(str, payload))}"
@@ -182,8 +184,8 @@ def decode_payload(payload: Any) -> DomainEvent:
     data = payload["data"]
     if not isinstance(data, dict):
         raise DecodeError(f"{name}: 'data' must be an object, got {type(data).__name__}")
-    expected = {f[0] for f in spec.fields}
-    if set(data) != expected:
+    expected = spec.names
+    if data.keys() != expected:
         missing, extra = sorted(expected - set(data)), sorted(set(data) - expected)
         raise DecodeError(f"{name}: missing fields {missing}, unexpected fields {extra}")
     kwargs: dict[str, Any] = {}

@@ -447,7 +447,8 @@ class RedisBridge:
             )
             return
         if echo:
-            await self._settle(seq, entry_id.decode())
+            if self._awaiting:  # SSE frames held for our own entries
+                await self._settle(seq, entry_id.decode())
             return
         last = self._seen.get(origin)
         if last is not None and seq <= last:
@@ -457,8 +458,11 @@ class RedisBridge:
         self._inbound = event
         try:
             sse = self._sse
-            with sse.id_scope(entry_id.decode()) if sse else contextlib.nullcontext():
+            if sse is None:
                 await self._bus.publish(event)
+            else:
+                with sse.id_scope(entry_id.decode()):
+                    await self._bus.publish(event)
         except Exception:  # a strict bus raises its handlers' failures: keep reading
             _log.exception("handlers failed on remote event from entry %s", entry_id.decode())
         finally:

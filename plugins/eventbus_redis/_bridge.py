@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import uuid
 from collections import deque
@@ -33,11 +34,9 @@ from typing import Any, Final, final
 from redis.asyncio import Redis
 from redis.exceptions import (
     ClusterDownError,
-    NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
-    ResponseError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -46,7 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 import eventbus.portfolio  # noqa: F401  # registers the wire names every worker shares
 from eventbus import DomainEvent, EventBus, Subscription, codec
 from eventbus.events import event_name
-from eventbus.exceptions import DecodeError, EventBusError
+from eventbus.exceptions import DecodeError
 from eventbus_redis._settings import RedisBridgeSettings
 from eventbus_redis._sse import SSEIds
 
@@ -60,8 +59,13 @@ _OUTAGE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 # Replies that mean "not now" (a failover, memory pressure, a busy script):
 # the writer retries them like an outage instead of dropping the batch.
 _TRANSIENT: Final = (ReadOnlyError, OutOfMemoryError, TryAgainError, ClusterDownError)
-_TRANSIENT_PREFIXES: Final = ("BUSY", "LOADING", "READONLY", "OOM", "TRYAGAIN", "MASTERDOWN")
+# Anywhere in the text: redis-py wraps pipeline errors ("Command # 1 ... caused
+# error: ('BUSY ..."), and Redis 6 wraps a script's ("ERR Error running script
+# ... -OOM ...").
+_TRANSIENT_CODES: Final = re.compile(r"\b(BUSY|LOADING|READONLY|OOM|TRYAGAIN|MASTERDOWN)\b")
 _SKIP, _ROOTS, _ALWAYS = 0, 1, 2
+#: The bridge's handlers run first (FIRST) and last (-FIRST) of all.
+FIRST: Final = 2**62
 
 # ARGV = maxlen, then (field, payload) pairs; one entry per pair, in order.
 # A script runs isolated (no other client's entries interleave) but is not a
@@ -115,6 +119,7 @@ class RedisBridge:
         "_wake",
         "_wake_pending",
         "_writer",
+        "_writer_failing",
     )
 
     def __init__(
@@ -131,6 +136,7 @@ class RedisBridge:
         # EVALSHA, loading the script again if the server lost it (a restart).
         self._append_script = client.register_script(_APPEND_LUA)
         self._use_script = True  # until the server refuses scripts (ACLs)
+        self._writer_failing = False  # in a streak of failed appends (warned once)
         self._settings = settings
         self._owns_client = owns_client
         self._sse = sse
@@ -183,10 +189,10 @@ class RedisBridge:
         # A class under another selected class is covered already: subscribing
         # it too would queue its events twice.
         for cls in [c for c in events if not any(c is not o and issubclass(c, o) for o in events)]:
-            self._subscriptions.append(self._bus.subscribe(cls, self._on_event, priority=2**30))
+            self._subscriptions.append(self._bus.subscribe(cls, self._on_event, priority=FIRST))
             if self._sse is not None:
                 # Lowest priority: the held SSE frames are complete when it runs.
-                sub = self._bus.subscribe(cls, self._dispatched, priority=-(2**30))
+                sub = self._bus.subscribe(cls, self._dispatched, priority=-FIRST)
                 self._subscriptions.append(sub)
         self._writer = asyncio.create_task(self._write_loop(), name="eventbus-redis-writer")
         self._reader = asyncio.create_task(self._read_loop(), name="eventbus-redis-reader")
@@ -250,6 +256,10 @@ class RedisBridge:
                     outbox.maxlen,
                 )
             self._unlogged_drops += 1
+            with contextlib.suppress(IndexError):  # the writer took it meanwhile
+                _, dropped = outbox.popleft()
+                if dropped is not None and threading.get_ident() == self._loop_thread:
+                    self._release_held(dropped)  # elsewhere the broadcaster's timeout does
         held = None
         if self._sse is not None and len(chain) == 1:
             # This process's SSE clients get the event (and what its handlers
@@ -284,11 +294,11 @@ class RedisBridge:
             event, held = outbox.popleft()
             try:
                 payload = codec.dumps(event)
-            except EventBusError as exc:
+            except Exception as exc:  # EventBusError, or orjson's TypeError (a 65-bit int)
                 self._stats["dropped"] += 1
                 _log.error("Redis bridge cannot encode %r: %s", event, exc)
-                if held is not None and self._sse is not None:
-                    self._sse.release(held, None)
+                if held is not None:
+                    self._release_held(held)
                 continue
             self._seq += 1
             batch.append((b"%s:%d" % (self._origin, self._seq), payload))
@@ -314,40 +324,52 @@ class RedisBridge:
             try:
                 await self._append(self._inflight)
             except (*_OUTAGE, *_TRANSIENT) as exc:
-                _log.debug("Redis bridge writer: %s; retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)  # backoff, not synchronisation
-                delay = min(delay * 2, settings.backoff_max)
+                delay = await self._writer_retry(exc, delay)
                 continue
             except RedisError as exc:
                 if _transient(exc):
-                    _log.debug("Redis bridge writer: %s; retrying in %.2fs", exc, delay)
-                    await asyncio.sleep(delay)  # backoff, not synchronisation
-                    delay = min(delay * 2, settings.backoff_max)
+                    delay = await self._writer_retry(exc, delay)
                     continue
                 if self._use_script and _scripts_refused(exc):
                     # Managed Redis often denies scripting: pipeline instead.
-                    _log.warning("Redis refuses scripts (%s); appending with a pipeline", exc)
+                    _log.warning("Redis refuses scripts (%s); appending with MULTI/EXEC", exc)
                     self._use_script = False
                     continue
-                # E.g. the key holds another type: retrying won't help.
-                stats["dropped"] += len(self._inflight)
-                _log.error("Redis bridge dropped %d event(s): %s", len(self._inflight), exc)
-                for seq in range(self._seq - len(self._inflight) + 1, self._seq + 1):
-                    self._release(seq, None)
+                self._drop_inflight(exc)  # e.g. the key holds another type
+            except Exception as exc:  # a bug must not stop the writer for good
+                _log.exception("Redis bridge writer failed")
+                self._drop_inflight(exc)
             else:
                 stats["sent"] += len(self._inflight)
             self._inflight.clear()
             delay = settings.backoff_initial
+            self._writer_failing = False
             if self._unlogged_drops:
                 _log.warning(
                     "Redis bridge is sending again; %d event(s) were dropped", self._unlogged_drops
                 )
                 self._unlogged_drops = 0
 
+    async def _writer_retry(self, exc: Exception, delay: float) -> float:
+        """Back off after ``exc``; warn once per streak. Returns the next delay."""
+        if not self._writer_failing:
+            self._writer_failing = True
+            _log.warning("Redis bridge cannot append (%s); retrying until it can", exc)
+        await asyncio.sleep(delay)  # backoff, not synchronisation
+        return min(delay * 2, self._settings.backoff_max)
+
+    def _drop_inflight(self, exc: Exception) -> None:
+        self._stats["dropped"] += len(self._inflight)
+        _log.error("Redis bridge dropped %d event(s): %s", len(self._inflight), exc)
+        for seq in range(self._seq - len(self._inflight) + 1, self._seq + 1):
+            self._release(seq, None)
+
     async def _append(self, batch: list[tuple[bytes, bytes]]) -> None:
         settings = self._settings
         if not self._use_script:
-            pipe = self._client.pipeline(transaction=False)
+            # MULTI/EXEC: like the script, a batch is refused whole (OOM at
+            # queue time), so a retry never re-appends part of it out of order.
+            pipe = self._client.pipeline(transaction=True)
             for header, payload in batch:
                 pipe.xadd(
                     settings.stream, {header: payload}, maxlen=settings.maxlen, approximate=True
@@ -362,19 +384,23 @@ class RedisBridge:
     def _release(self, seq: int, base_id: str | None) -> None:
         """Stream the held SSE frames of entry ``seq`` now (local ids: ``None``)."""
         held = self._awaiting.pop(seq, None)
-        if held is not None and self._sse is not None:
+        if held is not None:
+            self._release_held(held, base_id)
+
+    def _release_held(self, held: object, base_id: str | None = None) -> None:
+        if self._sse is not None:
             try:
                 self._sse.release(held, base_id)
             except Exception:  # a third-party broadcaster: keep the bridge running
-                _log.exception("SSE release failed for entry %d", seq)
+                _log.exception("SSE release failed")
 
-    async def _settle(self, seq: int, base_id: str) -> None:
-        """Our entry ``seq`` came back as ``base_id``: stream its held SSE frames.
+    def _settle(self, seq: int, base_id: str) -> None:
+        """Our entry ``seq`` came back as ``base_id``: give its held SSE frames the id.
 
         Entries come back in sequence order, so one still awaiting below
         ``seq`` never will (its append was lost, or it was trimmed): local ids.
-        Waiting for the held dispatch to end keeps this worker's frames in
-        stream order, like every other worker's.
+        The broadcaster streams the frames once the event's dispatch is over,
+        keeping later entries' frames behind them; the reader never waits.
         """
         awaiting = self._awaiting
         while awaiting and (first := next(iter(awaiting))) < seq:
@@ -382,7 +408,7 @@ class RedisBridge:
         held = awaiting.pop(seq, None)
         if held is not None and self._sse is not None:
             try:
-                await self._sse.settle(held, base_id, wait=self._settings.sse_hold_timeout)
+                self._sse.settle(held, base_id)
             except Exception:  # a third-party broadcaster: keep the bridge running
                 _log.exception("SSE settle failed for entry %s", base_id)
 
@@ -405,9 +431,11 @@ class RedisBridge:
                     count=settings.read_count,
                     block=settings.block_ms,
                 )
-            except _OUTAGE as exc:
+            except (*_OUTAGE, RedisError) as exc:
+                # An outage, or a reply error (WRONGTYPE, NOPERM, MASTERDOWN):
+                # keep trying with backoff; the reader must never die.
                 if not failed:
-                    _log.warning("Redis bridge lost Redis (%s); reconnecting", exc)
+                    _log.warning("Redis bridge cannot read the stream (%s); retrying", exc)
                 failed = True
                 await asyncio.sleep(delay)  # capped exponential backoff
                 delay = min(delay * 2, settings.backoff_max)
@@ -448,7 +476,7 @@ class RedisBridge:
             return
         if echo:
             if self._awaiting:  # SSE frames held for our own entries
-                await self._settle(seq, entry_id.decode())
+                self._settle(seq, entry_id.decode())
             return
         last = self._seen.get(origin)
         if last is not None and seq <= last:
@@ -480,8 +508,9 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     while not task.done():
         task.cancel()
         await asyncio.wait({task}, timeout=0.1)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    if not task.cancelled() and task.exception() is not None:
+        # Shutdown goes on (the other task, the client) whatever ended this one.
+        _log.error("Redis bridge task %s had failed", task.get_name(), exc_info=task.exception())
 
 
 def _entries(reply: Any) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
@@ -503,12 +532,13 @@ def _entries(reply: Any) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
 
 def _transient(exc: RedisError) -> bool:
     """Whether a reply error means "not now" (retry) rather than "never"."""
-    return str(exc).startswith(_TRANSIENT_PREFIXES)
+    return _TRANSIENT_CODES.search(str(exc)) is not None
 
 
 def _scripts_refused(exc: RedisError) -> bool:
-    """Whether the server refuses ``EVALSHA``/``EVAL`` (ACLs, or scripting disabled)."""
+    """Whether the server refuses ``EVALSHA``/``EVAL`` (ACLs, or scripting disabled).
+
+    Not any NOPERM: a user denied the stream's key is refused XADD too.
+    """
     text = str(exc).lower()
-    return isinstance(exc, NoPermissionError) or (
-        isinstance(exc, ResponseError) and ("evalsha" in text or "unknown command" in text)
-    )
+    return "'evalsha'" in text or "'eval'" in text or "unknown command" in text

@@ -74,6 +74,7 @@ class Broadcaster:
         "_closed",
         "_encode",
         "_epoch",
+        "_held_groups",
         "_holds",
         "_idle",
         "_loop",
@@ -114,6 +115,7 @@ class Broadcaster:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._holds = Holds(self._route)
+        self._held_groups = self._holds.groups  # tested per event: a dict is cheapest
         self._scope: ContextVar[IdScope | None] = ContextVar(f"eventbus_sse_scope_{id(self)}")
         # Counters, touched on the loop thread only (see statistics()).
         self._stats = dict.fromkeys(
@@ -230,13 +232,15 @@ class Broadcaster:
         payload = self._encode(event)
         # A held dispatch first: a root published from a context copied inside
         # an id scope (publish_threadsafe in a remote event's handler) is ours.
-        if self._holds and self._holds.claim(mapping.name, user, payload):
+        if self._held_groups and self._holds.claim(mapping.name, user, payload):
             return
         scope = self._scope.get(None)
         sse_id = None if scope is None else scope.next_id()
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
-            self._route(mapping.name, user, payload, sse_id)
+            # A later stream entry's frame waits behind a settled held group.
+            if sse_id is None or not self._holds.defer((mapping.name, user, payload, sse_id)):
+                self._route(mapping.name, user, payload, sse_id)
             return
         try:
             loop.call_soon_threadsafe(self._route, mapping.name, user, payload, sse_id)
@@ -255,7 +259,9 @@ class Broadcaster:
         For an origin that assigns ids after the event is published here: the
         Redis bridge holds each event it forwards, calls `finish` when its
         dispatch ends and `settle` when it reads the entry back. Thread-safe;
-        call it from a handler that runs before this broadcaster's.
+        call it from a handler that runs before this broadcaster's. Frames
+        derived later by tasks the handlers start (``concurrent=True``
+        handlers included) are not held: they get local ids.
 
         Args:
             root: The event being dispatched (a root event).
@@ -265,13 +271,16 @@ class Broadcaster:
                 ids unless the id is known by then.
 
         Returns:
-            The handle for `finish`, `settle` and `release`, or ``None`` (nothing
-            is held) when the broadcaster is closed or not bound to a loop.
+            The handle for `settle` and `release`, or ``None`` (nothing is held)
+            when the broadcaster is closed or not bound to a loop, or ``root``
+            is held already.
         """
         loop = self._loop
         if loop is None or loop.is_closed() or self._closed:
             return None
         held = self._holds.hold(root, chain, timeout)
+        if held is None:
+            return None
         if threading.get_ident() == self._loop_thread:
             self._holds.arm(loop)
         elif not self._holds.armed(loop, held):
@@ -284,18 +293,19 @@ class Broadcaster:
 
     def finish(self, root: DomainEvent) -> None:
         """Mark the dispatch of held ``root`` as over (a no-op for others); thread-safe."""
-        if self._holds:
+        if self._held_groups:
             self._holds.finish(root, self._loop)
 
-    async def settle(self, held: Held, base_id: str | None, *, wait: float) -> None:
-        """Stream ``held``'s frames with ids from ``base_id`` once its dispatch is over.
+    def settle(self, held: Held, base_id: str | None) -> None:
+        """Give ``held`` its id; its frames stream once its dispatch is over.
 
-        Waits up to ``wait`` seconds for `finish`; call on the broadcaster's loop.
+        Until then, frames of later stream entries (under `id_scope`) wait
+        behind it, so clients see stream order. Call on the broadcaster's loop.
 
         Raises:
             ValueError: ``base_id`` is not a valid id (see `check_base_id`).
         """
-        await self._holds.settle(held, base_id, wait)
+        self._holds.settle(held, base_id)
 
     def release(self, held: Held, base_id: str | None) -> None:
         """Stream ``held``'s frames now, with ids from ``base_id`` (``None``: local ids).
@@ -336,7 +346,7 @@ class Broadcaster:
         """
         self._loop = loop or asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        if self._holds:  # a sweep armed on a previous loop never fires
+        if self._held_groups:  # a sweep armed on a previous loop never fires
             self._holds.arm(self._loop)
 
     def connect(

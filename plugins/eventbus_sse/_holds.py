@@ -10,10 +10,14 @@ entries that precede it in the stream. Instead the bridge holds the event:
    the event, and of the events its handlers derive from it, are kept in order.
 2. `Holds.finish` (from the bridge's last handler): the event's dispatch is
    over, so no more frames will join the group.
-3. `Holds.settle` (from the bridge's reader, when the entry comes back): once
-   the dispatch is over, the frames are routed with the stream id (``id``,
-   ``id.1``, ...), exactly as every other worker routes them, and in stream
-   order, because the reader handles entries one at a time.
+3. `Holds.settle` (from the bridge's reader, when the entry comes back): the
+   group gets the stream id. Once its dispatch is over its frames are routed
+   as ``id``, ``id.1``, ... exactly as every other worker routes them.
+
+Stream order without stalling the reader: a settled group whose dispatch is
+still running waits in an ordered queue, and the frames of later stream
+entries (routed under `Broadcaster.id_scope`) queue behind it. The bus keeps
+delivering; only those SSE frames wait.
 
 A group not settled within its timeout (Redis unreachable, the event dropped)
 is routed with local ids. A frame belongs to the group of its dispatch chain's
@@ -30,6 +34,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, final
 from uuid import UUID
@@ -70,7 +75,7 @@ class IdScope:
 class Held:
     """The frames of one held event's dispatch; opaque to the holder."""
 
-    __slots__ = ("base_id", "deadline", "dispatched", "frames", "root", "routed", "waiter")
+    __slots__ = ("base_id", "deadline", "dispatched", "frames", "queued", "root", "routed")
 
     def __init__(self, root: DomainEvent, deadline: float) -> None:
         self.root = root  # kept alive, so its id() is not reused while registered
@@ -78,13 +83,17 @@ class Held:
         self.frames: list[Pending] = []
         self.base_id: str | None = None
         self.dispatched = False
+        self.queued = False  # settled, waiting in the order queue for its dispatch
         self.routed = False
-        self.waiter: asyncio.Future[None] | None = None
+
+
+#: A frame waiting in the order queue behind a settled group: (name, user, payload, id).
+Queued = tuple[str, UUID, bytes, "str | None"]
 
 
 @final
 class Holds:
-    """The held groups of one broadcaster.
+    """The held groups of one broadcaster, and the queue that keeps stream order.
 
     One timer at a time (the sweep) routes groups whose deadline passed.
 
@@ -92,30 +101,44 @@ class Holds:
         route: Routes a frame; called on the broadcaster's loop thread.
     """
 
-    __slots__ = ("_chain", "_deadlines", "_groups", "_lock", "_order", "_route", "_timer")
+    __slots__ = (
+        "_chain",
+        "_deadlines",
+        "_lock",
+        "_order",
+        "_queue",
+        "_route",
+        "_timer",
+        "groups",
+    )
 
     def __init__(self, route: Route) -> None:
         self._route = route
         self._chain: Callable[[], Sequence[DomainEvent]] | None = None
-        self._groups: dict[int, Held] = {}
+        #: id(root) -> group; empty unless something is held (the hot path tests it).
+        self.groups: dict[int, Held] = {}
         self._deadlines: list[tuple[float, int, Held]] = []  # a heap
         self._order = itertools.count()
+        self._queue: deque[Held | Queued] = deque()  # loop thread only
         # The sweep timer: its loop, handle and due time; None when none is armed.
         self._timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle, float] | None = None
         # Guards groups against the loop thread racing handlers on other threads.
         self._lock: Final = threading.Lock()
 
-    def __bool__(self) -> bool:
-        return bool(self._groups)
-
     def hold(
         self, root: DomainEvent, chain: Callable[[], Sequence[DomainEvent]], timeout: float
-    ) -> Held:
-        """Register ``root``'s group; thread-safe. The caller arms the sweep (`arm`)."""
+    ) -> Held | None:
+        """Register ``root``'s group; thread-safe. The caller arms the sweep (`arm`).
+
+        Returns ``None`` when ``root`` is held already (the same object
+        published again while its first dispatch is held).
+        """
         self._chain = chain
         held = Held(root, time.monotonic() + timeout)
         with self._lock:
-            self._groups[id(root)] = held
+            if id(root) in self.groups:
+                return None
+            self.groups[id(root)] = held
             heapq.heappush(self._deadlines, (held.deadline, next(self._order), held))
         return held
 
@@ -150,13 +173,13 @@ class Holds:
         """Forget ``held`` without routing anything (the holder could not arm a sweep)."""
         with self._lock:
             held.routed = True
-            if self._groups.get(id(held.root)) is held:
-                del self._groups[id(held.root)]
+            if self.groups.get(id(held.root)) is held:
+                del self.groups[id(held.root)]
 
     def claim(self, name: str, user: UUID, payload: bytes) -> bool:
         """Take a frame into its dispatch root's group; ``False`` if it has none."""
         chain = self._chain() if self._chain is not None else ()
-        held = self._groups.get(id(chain[0])) if chain else None
+        held = self.groups.get(id(chain[0])) if chain else None
         if held is None or held.root is not chain[0]:
             return False
         with self._lock:
@@ -165,23 +188,31 @@ class Holds:
             held.frames.append((name, user, payload))
             return True
 
+    def defer(self, frame: Queued) -> bool:
+        """Queue a frame behind a settled group still dispatching; on the loop thread.
+
+        Returns:
+            Whether it was queued (``False``: nothing is waiting, route it now).
+        """
+        if not self._queue:
+            return False
+        self._queue.append(frame)
+        return True
+
     def finish(self, root: DomainEvent, loop: asyncio.AbstractEventLoop | None) -> None:
-        """``root``'s dispatch is over; thread-safe. Wakes a `settle` waiting for it."""
-        held = self._groups.get(id(root))
+        """``root``'s dispatch is over; thread-safe. Advances the order queue."""
+        held = self.groups.get(id(root))
         if held is None or held.root is not root:
             return
         with self._lock:
             held.dispatched = True
-            waiter = held.waiter
-        if waiter is not None and loop is not None:
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
-                loop.call_soon_threadsafe(_wake, waiter)
+            queued = held.queued
+        if queued and loop is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody listens
+                loop.call_soon_threadsafe(self.flush)
 
-    async def settle(self, held: Held, base_id: str | None, wait: float) -> None:
-        """Route ``held`` with ids from ``base_id`` once its dispatch is over.
-
-        Waits up to ``wait`` seconds for the dispatch to finish (a handler on
-        another thread, or awaiting); routes anyway after that. On the loop.
+    def settle(self, held: Held, base_id: str | None) -> None:
+        """Give ``held`` its id; route it once its dispatch is over. On the loop thread.
 
         Raises:
             ValueError: ``base_id`` is not a valid id.
@@ -189,16 +220,29 @@ class Holds:
         if base_id is not None:
             check_base_id(base_id)
         with self._lock:
+            if held.routed:
+                return
             held.base_id = base_id
-            waiting = not held.dispatched and not held.routed and wait > 0
-            if waiting:
-                held.waiter = waiter = asyncio.get_running_loop().create_future()
-        if waiting:
-            try:
-                await asyncio.wait_for(waiter, wait)
-            except TimeoutError:
-                _log.debug("SSE frames of %r routed before its dispatch ended", held.root)
-        self.route(held)
+            now = held.dispatched and not self._queue
+            held.queued = not now
+        if now:
+            self.route(held)
+        else:
+            self._queue.append(held)
+
+    def flush(self, force: bool = False) -> None:
+        """Route the order queue up to the first group still dispatching; on the loop."""
+        queue = self._queue
+        while queue:
+            head = queue[0]
+            if isinstance(head, Held):
+                if not (head.routed or head.dispatched or force):
+                    return
+                queue.popleft()
+                self.route(head)
+            else:
+                queue.popleft()
+                self._safe_route(*head)
 
     def route(self, held: Held) -> None:
         """Route ``held``'s frames now (ids from its base id, else local); idempotent."""
@@ -207,21 +251,25 @@ class Holds:
                 return
             held.routed = True
             frames, held.frames = held.frames, []
-            if self._groups.get(id(held.root)) is held:
-                del self._groups[id(held.root)]
+            if self.groups.get(id(held.root)) is held:
+                del self.groups[id(held.root)]
         scope = IdScope(held.base_id) if held.base_id is not None else None
         for name, user, payload in frames:
-            try:
-                self._route(name, user, payload, scope.next_id() if scope else None)
-            except Exception:  # routing runs in a timer or the bridge's reader
-                _log.exception("SSE broadcaster failed to route a held %s frame", name)
+            self._safe_route(name, user, payload, scope.next_id() if scope else None)
 
     def route_all(self) -> None:
-        """Route every group now, with what ids are known (shutdown)."""
+        """Route every group and queued frame now, with what ids are known (shutdown)."""
         with self._lock:
-            pending = list(self._groups.values())
+            pending = list(self.groups.values())
         for held in pending:
             self.route(held)
+        self.flush(force=True)
+
+    def _safe_route(self, name: str, user: UUID, payload: bytes, sse_id: str | None) -> None:
+        try:
+            self._route(name, user, payload, sse_id)
+        except Exception:  # routing runs in a timer or the bridge's reader
+            _log.exception("SSE broadcaster failed to route a held %s frame", name)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
@@ -233,9 +281,5 @@ class Holds:
                 due.append(heapq.heappop(heap)[2])
         for held in due:
             self.route(held)  # a no-op for groups routed already
+        self.flush()  # routed groups no longer block the queue
         self.arm(loop)
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

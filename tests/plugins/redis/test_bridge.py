@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from dataclasses import dataclass
 from uuid import uuid4
 
 import pytest
 
-from eventbus import DomainEvent, EventBus, codec
+from eventbus import DomainEvent, EventBus, codec, event_type
 from eventbus.portfolio import (
     AccountBalanceUpdated,
     AccountHoldingsUpdated,
@@ -229,6 +230,53 @@ class TestServerVariants:
         await arrived(seen_b, len(events))
         assert seen_b == events
         assert bridge_a.statistics()["dropped"] == 0
+
+
+@event_type("test.bridge.big_int")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BigInt(DomainEvent):
+    """A third-party event with an unbounded int (orjson refuses past 64 bits)."""
+
+    value: int
+
+
+class TestTasksSurvive:
+    """Neither the writer nor the reader ends on an error it does not expect."""
+
+    async def test_an_unencodable_event_is_dropped_and_the_writer_goes_on(
+        self, bridged: Bridged, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """orjson's TypeError for a 65-bit int drops that event only."""
+        a, bridge_a = await bridged()
+        b, _ = await bridged()
+        seen_b = collect(b, AccountHoldingsUpdated)
+        await a.publish(BigInt(value=2**70))
+        after = holdings(uuid4())
+        await a.publish(after)
+        await arrived(seen_b, 1)
+        assert seen_b == [after]
+        assert bridge_a.statistics()["dropped"] == 1
+        assert "cannot encode" in caplog.text
+
+    async def test_a_reply_error_on_read_is_retried(
+        self, bridged: Bridged, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The stream key briefly holds a string (WRONGTYPE): B's reader logs, waits, goes on."""
+        a, _ = await bridged()
+        b, bridge_b = await bridged()
+        seen_b = collect(b)
+        with redis_server.client() as admin:
+            admin.delete("eventbus:events")
+            admin.set("eventbus:events", "not a stream")
+            await wait_until_async(
+                lambda: "cannot read the stream" in caplog.text, what="the reader's WRONGTYPE"
+            )
+            admin.delete("eventbus:events")
+        event = holdings(uuid4())
+        await a.publish(event)
+        await arrived(seen_b, 1)
+        assert seen_b == [event]
+        assert bridge_b.statistics()["reconnects"] >= 1
 
 
 class TestMalformed:

@@ -284,8 +284,9 @@ class TestHolds:
         broadcaster.release(held[0], "1718000000000-9")  # idempotent
         assert ids_of(drain(sub))[1:] == ["1718000000000-7", "1718000000000-7.1"]
 
-    async def test_settle_waits_for_the_dispatch_to_end(self) -> None:
-        """A dispatch still running on another thread is waited for, so no frame comes late."""
+    async def test_settled_frames_wait_for_the_dispatch_and_keep_stream_order(self) -> None:
+        """Settled while still dispatching on another thread: nothing streams until it ends,
+        and a later stream entry's frame waits behind it (the caller never waits)."""
         broadcaster = Broadcaster()
         broadcaster.bind_loop()
         bus, held = self.holding_worker(broadcaster, timeout=60)
@@ -299,14 +300,14 @@ class TestHolds:
         sub = broadcaster.connect(user)
         dispatch = asyncio.ensure_future(asyncio.to_thread(bus.publish_sync, balance(user, "5")))
         await wait_until_async(lambda: held, what="the event is held")
-        settling = asyncio.ensure_future(broadcaster.settle(held[0], "1718000000000-3", wait=10))
-        await asyncio.sleep(0)  # let settle start waiting
-        assert not settling.done()
+        broadcaster.settle(held[0], "1718000000000-3")
+        with broadcaster.id_scope("1718000000000-4"):  # the next entry, from another worker
+            broadcaster.handle(holdings(user))
         assert drain(sub) == []
         gate.set()
         await dispatch
-        await settling
-        assert ids_of(drain(sub)) == ["1718000000000-3", "1718000000000-3.1"]
+        await wait_until_async(lambda: len(drain(sub)) == 3, what="the queue flushes")
+        assert ids_of(drain(sub)) == ["1718000000000-3", "1718000000000-3.1", "1718000000000-4"]
 
     async def test_expired_hold_streams_with_local_ids(self) -> None:
         """No settle within the timeout: the frames go out anyway, under this epoch."""

@@ -179,6 +179,11 @@ class RedisBridge:
         """Subscribe the outbound handler and start the writer and reader tasks."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        # Switch the bus's context tracking on now, not at the first event: the
+        # root rule and the SSE holds need exact chains from the very first one
+        # (a thread or task a handler starts sees its parent only if tracking
+        # was on when that dispatch began).
+        self._bus.event_chain()
         try:
             self._last_id = await self._stream_tail()
         except _OUTAGE as exc:  # local publishing must work without Redis

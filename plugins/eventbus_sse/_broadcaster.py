@@ -80,6 +80,7 @@ class Broadcaster:
         "_loop",
         "_loop_thread",
         "_mappings",
+        "_order_queue",
         "_queue_size",
         "_routes",
         "_scope",
@@ -115,7 +116,9 @@ class Broadcaster:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._holds = Holds(self._route)
-        self._held_groups = self._holds.groups  # tested per event: a dict is cheapest
+        # Tested per event: a plain container's truth is the cheapest test.
+        self._held_groups = self._holds.groups
+        self._order_queue = self._holds.queue
         self._scope: ContextVar[IdScope | None] = ContextVar(f"eventbus_sse_scope_{id(self)}")
         # Counters, touched on the loop thread only (see statistics()).
         self._stats = dict.fromkeys(
@@ -237,15 +240,20 @@ class Broadcaster:
         scope = self._scope.get(None)
         sse_id = None if scope is None else scope.next_id()
         loop = self._loop
+        # A stream entry's frame (sse_id set) goes through the order queue.
+        route = self._route if sse_id is None else self._route_in_order
         if loop is None or threading.get_ident() == self._loop_thread:
-            # A later stream entry's frame waits behind a settled held group.
-            if sse_id is None or not self._holds.defer((mapping.name, user, payload, sse_id)):
-                self._route(mapping.name, user, payload, sse_id)
+            route(mapping.name, user, payload, sse_id)
             return
         try:
-            loop.call_soon_threadsafe(self._route, mapping.name, user, payload, sse_id)
+            loop.call_soon_threadsafe(route, mapping.name, user, payload, sse_id)
         except RuntimeError:  # the loop is closed: nobody can be listening on it
             self._route(mapping.name, user, payload, sse_id)
+
+    def _route_in_order(self, name: str, user: UUID, payload: bytes, sse_id: str | None) -> None:
+        # Behind a settled held group still dispatching, if any (module _holds).
+        if not self._order_queue or not self._holds.defer((name, user, payload, sse_id)):
+            self._route(name, user, payload, sse_id)
 
     def hold(
         self,
@@ -346,7 +354,8 @@ class Broadcaster:
         """
         self._loop = loop or asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        if self._held_groups:  # a sweep armed on a previous loop never fires
+        if self._held_groups or self._order_queue:  # a timer on an old loop never fires
+            self._holds.flush()
             self._holds.arm(self._loop)
 
     def connect(

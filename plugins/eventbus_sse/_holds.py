@@ -106,10 +106,10 @@ class Holds:
         "_deadlines",
         "_lock",
         "_order",
-        "_queue",
         "_route",
         "_timer",
         "groups",
+        "queue",
     )
 
     def __init__(self, route: Route) -> None:
@@ -119,7 +119,8 @@ class Holds:
         self.groups: dict[int, Held] = {}
         self._deadlines: list[tuple[float, int, Held]] = []  # a heap
         self._order = itertools.count()
-        self._queue: deque[Held | Queued] = deque()  # loop thread only
+        #: Settled groups still dispatching, and the frames behind them; loop thread only.
+        self.queue: deque[Held | Queued] = deque()
         # The sweep timer: its loop, handle and due time; None when none is armed.
         self._timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle, float] | None = None
         # Guards groups against the loop thread racing handlers on other threads.
@@ -183,7 +184,9 @@ class Holds:
         if held is None or held.root is not chain[0]:
             return False
         with self._lock:
-            if held.routed:
+            if held.routed or held.dispatched:
+                # Its dispatch is over: a task it started, or the same event
+                # object published again. Neither is this group's.
                 return False
             held.frames.append((name, user, payload))
             return True
@@ -194,9 +197,9 @@ class Holds:
         Returns:
             Whether it was queued (``False``: nothing is waiting, route it now).
         """
-        if not self._queue:
+        if not self.queue:
             return False
-        self._queue.append(frame)
+        self.queue.append(frame)
         return True
 
     def finish(self, root: DomainEvent, loop: asyncio.AbstractEventLoop | None) -> None:
@@ -223,16 +226,16 @@ class Holds:
             if held.routed:
                 return
             held.base_id = base_id
-            now = held.dispatched and not self._queue
+            now = held.dispatched and not self.queue
             held.queued = not now
         if now:
             self.route(held)
         else:
-            self._queue.append(held)
+            self.queue.append(held)
 
     def flush(self, force: bool = False) -> None:
         """Route the order queue up to the first group still dispatching; on the loop."""
-        queue = self._queue
+        queue = self.queue
         while queue:
             head = queue[0]
             if isinstance(head, Held):
@@ -256,6 +259,8 @@ class Holds:
         scope = IdScope(held.base_id) if held.base_id is not None else None
         for name, user, payload in frames:
             self._safe_route(name, user, payload, scope.next_id() if scope else None)
+        if held.queued and self.queue and self.queue[0] is held:
+            self.flush()  # what waited behind it may go now
 
     def route_all(self) -> None:
         """Route every group and queued frame now, with what ids are known (shutdown)."""
@@ -280,6 +285,20 @@ class Holds:
             while heap and (heap[0][2].routed or heap[0][0] <= now):
                 due.append(heapq.heappop(heap)[2])
         for held in due:
-            self.route(held)  # a no-op for groups routed already
+            if held.queued and not held.routed:
+                self._flush_through(held)  # in stream order, with what waits before it
+            else:
+                self.route(held)  # a no-op for groups routed already
         self.flush()  # routed groups no longer block the queue
         self.arm(loop)
+
+    def _flush_through(self, target: Held) -> None:
+        queue = self.queue
+        while queue:
+            head = queue.popleft()
+            if isinstance(head, Held):
+                self.route(head)
+                if head is target:
+                    return
+            else:
+                self._safe_route(*head)

@@ -303,11 +303,37 @@ class TestHolds:
         broadcaster.settle(held[0], "1718000000000-3")
         with broadcaster.id_scope("1718000000000-4"):  # the next entry, from another worker
             broadcaster.handle(holdings(user))
+
+        def derived_in_a_thread() -> None:  # a handler of that entry, via asyncio.to_thread
+            with broadcaster.id_scope("1718000000000-5"):
+                broadcaster.handle(holdings(user))
+
+        await asyncio.to_thread(derived_in_a_thread)
         assert drain(sub) == []
         gate.set()
         await dispatch
-        await wait_until_async(lambda: len(drain(sub)) == 3, what="the queue flushes")
-        assert ids_of(drain(sub)) == ["1718000000000-3", "1718000000000-3.1", "1718000000000-4"]
+        await wait_until_async(lambda: len(drain(sub)) == 4, what="the queue flushes")
+        assert ids_of(drain(sub)) == [
+            "1718000000000-3",
+            "1718000000000-3.1",
+            "1718000000000-4",
+            "1718000000000-5",
+        ]
+
+    async def test_releasing_a_queued_group_lets_the_queue_move(self) -> None:
+        """release() of a settled group at the head of the queue flushes what waits behind."""
+        broadcaster = Broadcaster()
+        broadcaster.bind_loop()
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        held = broadcaster.hold(balance(user, "1"), chain=tuple, timeout=60)
+        assert held is not None
+        broadcaster.settle(held, "1718000000000-1")  # never finished: it waits in the queue
+        with broadcaster.id_scope("1718000000000-2"):
+            broadcaster.handle(holdings(user))
+        assert drain(sub) == []
+        broadcaster.release(held, "1718000000000-1")
+        assert ids_of(drain(sub)) == ["1718000000000-2"]  # the held group had no frames
 
     async def test_expired_hold_streams_with_local_ids(self) -> None:
         """No settle within the timeout: the frames go out anyway, under this epoch."""

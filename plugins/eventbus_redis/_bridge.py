@@ -2,12 +2,9 @@
 
 Outbound, the bus handler only appends the event to a bounded deque and wakes
 the writer (thread-safely); the writer encodes whatever is pending and appends
-it in one round trip: one small Lua script runs ``XADD ... MAXLEN ~ N`` per
-event on the server. Each event is still its own stream entry, but the client
-packs one command and parses one reply per batch, not one per event (the
-client's per-command cost is what limits a pipeline; see docs/redis.md).
-While Redis is unreachable the deque keeps the newest ``buffer_size`` events,
-dropping (and counting) the oldest, and the writer retries with backoff.
+it in one round trip (`eventbus_redis._stream.Appender`). While Redis is
+unreachable the deque keeps the newest ``buffer_size`` events, dropping (and
+counting) the oldest, and the writer retries with backoff.
 
 Inbound, the reader ``XREAD BLOCK``s from the last id it saw and re-publishes
 every foreign entry on the local bus, one at a time, in stream order.
@@ -24,60 +21,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator
 from typing import Any, Final, final
 
 from redis.asyncio import Redis
-from redis.exceptions import (
-    ClusterDownError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 import eventbus.portfolio  # noqa: F401  # registers the wire names every worker shares
 from eventbus import DomainEvent, EventBus, Subscription, codec
 from eventbus.events import event_name
 from eventbus.exceptions import DecodeError
 from eventbus_redis._settings import RedisBridgeSettings
-from eventbus_redis._sse import SSEIds
+from eventbus_redis._sse import SSEIds, SSEOrder
+from eventbus_redis._stream import OUTAGE, Appender, entries, is_transient
 
 __all__ = ["RedisBridge"]
 
 _log = logging.getLogger("eventbus.redis")
 
 
-# Errors that mean "Redis is unreachable right now": retry, never give up.
-_OUTAGE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
-# Replies that mean "not now" (a failover, memory pressure, a busy script):
-# the writer retries them like an outage instead of dropping the batch.
-_TRANSIENT: Final = (ReadOnlyError, OutOfMemoryError, TryAgainError, ClusterDownError)
-# Anywhere in the text: redis-py wraps pipeline errors ("Command # 1 ... caused
-# error: ('BUSY ..."), and Redis 6 wraps a script's ("ERR Error running script
-# ... -OOM ...").
-_TRANSIENT_CODES: Final = re.compile(r"\b(BUSY|LOADING|READONLY|OOM|TRYAGAIN|MASTERDOWN)\b")
 _SKIP, _ROOTS, _ALWAYS = 0, 1, 2
 #: The bridge's handlers run first (FIRST) and last (-FIRST) of all.
 FIRST: Final = 2**62
-
-# ARGV = maxlen, then (field, payload) pairs; one entry per pair, in order.
-# A script runs isolated (no other client's entries interleave) but is not a
-# transaction: an error midway keeps the entries before it, and a reply lost
-# with the connection means a retry appends the batch again (readers skip
-# sequence numbers they have seen).
-_APPEND_LUA: Final = """
-for i = 2, #ARGV, 2 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[i], ARGV[i + 1])
-end
-return (#ARGV - 1) / 2
-"""
 
 
 @final
@@ -93,8 +60,7 @@ class RedisBridge:
     """
 
     __slots__ = (
-        "_append_script",
-        "_awaiting",
+        "_appender",
         "_bus",
         "_client",
         "_idle",
@@ -112,10 +78,10 @@ class RedisBridge:
         "_seq",
         "_settings",
         "_sse",
+        "_sse_ids",
         "_stats",
         "_subscriptions",
         "_unlogged_drops",
-        "_use_script",
         "_wake",
         "_wake_pending",
         "_writer",
@@ -133,19 +99,20 @@ class RedisBridge:
     ) -> None:
         self._bus = bus
         self._client = client
-        # EVALSHA, loading the script again if the server lost it (a restart).
-        self._append_script = client.register_script(_APPEND_LUA)
-        self._use_script = True  # until the server refuses scripts (ACLs)
+        self._appender = Appender(client, settings)
         self._writer_failing = False  # in a streak of failed appends (warned once)
         self._settings = settings
         self._owns_client = owns_client
-        self._sse = sse
+        self._sse_ids = sse
+        self._sse = (
+            None
+            if sse is None
+            else SSEOrder(sse, bus.event_chain, settings.sse_hold_timeout, settings.buffer_size)
+        )
         self._origin = uuid.uuid4().hex.encode()
         # (event, its held SSE frames or None); appended from any thread.
         self._outbox: deque[tuple[DomainEvent, object | None]] = deque(maxlen=settings.buffer_size)
         self._inflight: list[tuple[bytes, bytes]] = []  # (field name, payload)
-        # Sequence number -> held SSE frames, until the entry is read back.
-        self._awaiting: dict[int, object] = {}
         self._seq = 0
         self._seen: dict[bytes, int] = {}
         self._modes: dict[type, int] = {}
@@ -186,7 +153,7 @@ class RedisBridge:
         self._bus.event_chain()
         try:
             self._last_id = await self._stream_tail()
-        except _OUTAGE as exc:  # local publishing must work without Redis
+        except OUTAGE as exc:  # local publishing must work without Redis
             _log.warning("Redis is unreachable at startup (%s); buffering until it is back", exc)
         # Highest priority: a root event is queued before its handlers publish
         # anything that is forwarded too, so the stream keeps causal order.
@@ -263,19 +230,13 @@ class RedisBridge:
             self._unlogged_drops += 1
             with contextlib.suppress(IndexError):  # the writer took it meanwhile
                 _, dropped = outbox.popleft()
-                if dropped is not None and threading.get_ident() == self._loop_thread:
-                    self._release_held(dropped)  # elsewhere the broadcaster's timeout does
-        held = None
-        if self._sse is not None and len(chain) == 1:
-            # This process's SSE clients get the event (and what its handlers
-            # derive) once its stream id is known, under the ids every other
-            # worker gives it, in stream order (module eventbus_sse._holds).
-            try:
-                held = self._sse.hold(
-                    event, chain=self._bus.event_chain, timeout=self._settings.sse_hold_timeout
-                )
-            except Exception:  # a third-party broadcaster: never stop forwarding
-                _log.exception("SSE hold failed; %r streams with a local id", event)
+                on_loop = threading.get_ident() == self._loop_thread
+                if dropped is not None and self._sse is not None and on_loop:
+                    self._sse.release_held(dropped)  # elsewhere its timeout does
+        # This process's SSE clients get a root event (and what its handlers
+        # derive) once its stream id is known, under the ids every other
+        # worker gives it, in stream order (module eventbus_sse._holds).
+        held = self._sse.hold(event) if self._sse is not None and len(chain) == 1 else None
         outbox.append((event, held))
         if threading.get_ident() == self._loop_thread:
             self._wake.set()
@@ -302,16 +263,13 @@ class RedisBridge:
             except Exception as exc:  # EventBusError, or orjson's TypeError (a 65-bit int)
                 self._stats["dropped"] += 1
                 _log.error("Redis bridge cannot encode %r: %s", event, exc)
-                if held is not None:
-                    self._release_held(held)
+                if held is not None and self._sse is not None:
+                    self._sse.release_held(held)
                 continue
             self._seq += 1
             batch.append((b"%s:%d" % (self._origin, self._seq), payload))
-            if held is not None:
-                self._awaiting[self._seq] = held
-                if len(self._awaiting) > self._settings.buffer_size:
-                    # Nothing is coming back (a reader far behind): stop waiting.
-                    self._release(next(iter(self._awaiting)), None)
+            if held is not None and self._sse is not None:
+                self._sse.appended(self._seq, held)
 
     async def _write_loop(self) -> None:
         settings, stats = self._settings, self._stats
@@ -327,20 +285,15 @@ class RedisBridge:
                 if not self._inflight:
                     continue
             try:
-                await self._append(self._inflight)
-            except (*_OUTAGE, *_TRANSIENT) as exc:
-                delay = await self._writer_retry(exc, delay)
-                continue
+                await self._appender.append(self._inflight)
             except RedisError as exc:
-                if _transient(exc):
+                if is_transient(exc):
                     delay = await self._writer_retry(exc, delay)
                     continue
-                if self._use_script and _scripts_refused(exc):
-                    # Managed Redis often denies scripting: pipeline instead.
-                    _log.warning("Redis refuses scripts (%s); appending with MULTI/EXEC", exc)
-                    self._use_script = False
-                    continue
                 self._drop_inflight(exc)  # e.g. the key holds another type
+            except OSError as exc:
+                delay = await self._writer_retry(exc, delay)
+                continue
             except Exception as exc:  # a bug must not stop the writer for good
                 _log.exception("Redis bridge writer failed")
                 self._drop_inflight(exc)
@@ -366,56 +319,9 @@ class RedisBridge:
     def _drop_inflight(self, exc: Exception) -> None:
         self._stats["dropped"] += len(self._inflight)
         _log.error("Redis bridge dropped %d event(s): %s", len(self._inflight), exc)
-        for seq in range(self._seq - len(self._inflight) + 1, self._seq + 1):
-            self._release(seq, None)
-
-    async def _append(self, batch: list[tuple[bytes, bytes]]) -> None:
-        settings = self._settings
-        if not self._use_script:
-            # MULTI/EXEC: like the script, a batch is refused whole (OOM at
-            # queue time), so a retry never re-appends part of it out of order.
-            pipe = self._client.pipeline(transaction=True)
-            for header, payload in batch:
-                pipe.xadd(
-                    settings.stream, {header: payload}, maxlen=settings.maxlen, approximate=True
-                )
-            await pipe.execute()
-            return
-        args: list[bytes | int] = [settings.maxlen]
-        for header, payload in batch:
-            args += (header, payload)
-        await self._append_script(keys=[settings.stream], args=args)
-
-    def _release(self, seq: int, base_id: str | None) -> None:
-        """Stream the held SSE frames of entry ``seq`` now (local ids: ``None``)."""
-        held = self._awaiting.pop(seq, None)
-        if held is not None:
-            self._release_held(held, base_id)
-
-    def _release_held(self, held: object, base_id: str | None = None) -> None:
         if self._sse is not None:
-            try:
-                self._sse.release(held, base_id)
-            except Exception:  # a third-party broadcaster: keep the bridge running
-                _log.exception("SSE release failed")
-
-    def _settle(self, seq: int, base_id: str) -> None:
-        """Our entry ``seq`` came back as ``base_id``: give its held SSE frames the id.
-
-        Entries come back in sequence order, so one still awaiting below
-        ``seq`` never will (its append was lost, or it was trimmed): local ids.
-        The broadcaster streams the frames once the event's dispatch is over,
-        keeping later entries' frames behind them; the reader never waits.
-        """
-        awaiting = self._awaiting
-        while awaiting and (first := next(iter(awaiting))) < seq:
-            self._release(first, None)
-        held = awaiting.pop(seq, None)
-        if held is not None and self._sse is not None:
-            try:
-                self._sse.settle(held, base_id)
-            except Exception:  # a third-party broadcaster: keep the bridge running
-                _log.exception("SSE settle failed for entry %s", base_id)
+            for seq in range(self._seq - len(self._inflight) + 1, self._seq + 1):
+                self._sse.release(seq)
 
     # -------------------------------------------------------------- inbound
 
@@ -436,7 +342,7 @@ class RedisBridge:
                     count=settings.read_count,
                     block=settings.block_ms,
                 )
-            except (*_OUTAGE, RedisError) as exc:
+            except (RedisError, OSError) as exc:
                 # An outage, or a reply error (WRONGTYPE, NOPERM, MASTERDOWN):
                 # keep trying with backoff; the reader must never die.
                 if not failed:
@@ -449,7 +355,7 @@ class RedisBridge:
                 stats["reconnects"] += 1
                 _log.warning("Redis bridge reconnected; resuming after %s", self._last_id)
                 failed, delay = False, settings.backoff_initial
-            for entry_id, fields in _entries(reply):
+            for entry_id, fields in entries(reply):
                 self._last_id = entry_id
                 try:
                     await self._deliver(entry_id, fields)
@@ -480,8 +386,8 @@ class RedisBridge:
             )
             return
         if echo:
-            if self._awaiting:  # SSE frames held for our own entries
-                self._settle(seq, entry_id.decode())
+            if self._sse is not None:
+                self._sse.echoed(seq, entry_id.decode())
             return
         last = self._seen.get(origin)
         if last is not None and seq <= last:
@@ -490,11 +396,10 @@ class RedisBridge:
         self._seen[origin] = seq
         self._inbound = event
         try:
-            sse = self._sse
-            if sse is None:
+            if self._sse_ids is None:
                 await self._bus.publish(event)
             else:
-                with sse.id_scope(entry_id.decode()):
+                with self._sse_ids.id_scope(entry_id.decode()):
                     await self._bus.publish(event)
         except Exception:  # a strict bus raises its handlers' failures: keep reading
             _log.exception("handlers failed on remote event from entry %s", entry_id.decode())
@@ -516,34 +421,3 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         # Shutdown goes on (the other task, the client) whatever ended this one.
         _log.error("Redis bridge task %s had failed", task.get_name(), exc_info=task.exception())
-
-
-def _entries(reply: Any) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
-    """The (stream id, fields) entries of an ``XREAD`` reply, under RESP2 or RESP3.
-
-    RESP2 gives ``[[stream, [entry, ...]], ...]``; redis-py's RESP3 reply is
-    ``{stream: [[entry, ...]]}``, one list deeper.
-    """
-    if not reply:
-        return
-    if isinstance(reply, dict):
-        for batches in reply.values():
-            for batch in batches:
-                yield from batch
-    else:
-        for _stream, entries in reply:
-            yield from entries
-
-
-def _transient(exc: RedisError) -> bool:
-    """Whether a reply error means "not now" (retry) rather than "never"."""
-    return _TRANSIENT_CODES.search(str(exc)) is not None
-
-
-def _scripts_refused(exc: RedisError) -> bool:
-    """Whether the server refuses ``EVALSHA``/``EVAL`` (ACLs, or scripting disabled).
-
-    Not any NOPERM: a user denied the stream's key is refused XADD too.
-    """
-    text = str(exc).lower()
-    return "'evalsha'" in text or "'eval'" in text or "unknown command" in text

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar, final
 from uuid import UUID
@@ -33,7 +33,7 @@ from uuid import UUID
 from eventbus import DomainEvent, codec
 from eventbus.events import event_name
 from eventbus_sse._frames import Frame, build_frame, check_base_id, new_epoch
-from eventbus_sse._holds import Held, Holds, IdScope
+from eventbus_sse._holds import HoldMethods, Holds, IdScope
 from eventbus_sse._mapping import MappingTable
 from eventbus_sse._resume import ResumeBuffers
 from eventbus_sse._subscriber import Subscriber
@@ -52,7 +52,7 @@ Encoder = Callable[[DomainEvent], bytes]
 
 
 @final
-class Broadcaster:
+class Broadcaster(HoldMethods):
     """Streams mapped events to per-user subscribers, with replay buffers.
 
     Args:
@@ -254,78 +254,6 @@ class Broadcaster:
         # Behind a settled held group still dispatching, if any (module _holds).
         if not self._order_queue or not self._holds.defer((name, user, payload, sse_id)):
             self._route(name, user, payload, sse_id)
-
-    def hold(
-        self,
-        root: DomainEvent,
-        *,
-        chain: Callable[[], Sequence[DomainEvent]],
-        timeout: float,
-    ) -> Held | None:
-        """Hold the frames of ``root`` and its derived events (module ``_holds``).
-
-        For an origin that assigns ids after the event is published here: the
-        Redis bridge holds each event it forwards, calls `finish` when its
-        dispatch ends and `settle` when it reads the entry back. Thread-safe;
-        call it from a handler that runs before this broadcaster's. Frames
-        derived later by tasks the handlers start (``concurrent=True``
-        handlers included) are not held: they get local ids.
-
-        Args:
-            root: The event being dispatched (a root event).
-            chain: The bus's ``event_chain``: a frame is ``root``'s when its
-                chain starts with ``root``.
-            timeout: Seconds after which the frames go out anyway, with local
-                ids unless the id is known by then.
-
-        Returns:
-            The handle for `settle` and `release`, or ``None`` (nothing is held)
-            when the broadcaster is closed or not bound to a loop, or ``root``
-            is held already.
-        """
-        loop = self._loop
-        if loop is None or loop.is_closed() or self._closed:
-            return None
-        held = self._holds.hold(root, chain, timeout)
-        if held is None:
-            return None
-        if threading.get_ident() == self._loop_thread:
-            self._holds.arm(loop)
-        elif not self._holds.armed(loop, held):
-            try:
-                loop.call_soon_threadsafe(self._holds.arm, loop)
-            except RuntimeError:  # closed meanwhile: nobody is listening
-                self._holds.drop(held)
-                return None
-        return held
-
-    def finish(self, root: DomainEvent) -> None:
-        """Mark the dispatch of held ``root`` as over (a no-op for others); thread-safe."""
-        if self._held_groups:
-            self._holds.finish(root, self._loop)
-
-    def settle(self, held: Held, base_id: str | None) -> None:
-        """Give ``held`` its id; its frames stream once its dispatch is over.
-
-        Until then, frames of later stream entries (under `id_scope`) wait
-        behind it, so clients see stream order. Call on the broadcaster's loop.
-
-        Raises:
-            ValueError: ``base_id`` is not a valid id (see `check_base_id`).
-        """
-        self._holds.settle(held, base_id)
-
-    def release(self, held: Held, base_id: str | None) -> None:
-        """Stream ``held``'s frames now, with ids from ``base_id`` (``None``: local ids).
-
-        Idempotent; call on the broadcaster's loop thread.
-
-        Raises:
-            ValueError: ``base_id`` is not a valid id (see `check_base_id`).
-        """
-        if not held.routed:
-            held.base_id = None if base_id is None else check_base_id(base_id)
-        self._holds.route(held)
 
     def _route(self, name: str, user: UUID, payload: bytes, sse_id: str | None) -> None:
         stats = self._stats

@@ -44,7 +44,7 @@ from eventbus_sse._frames import check_base_id
 if TYPE_CHECKING:
     from eventbus import DomainEvent
 
-__all__ = ["Held", "Holds", "IdScope"]
+__all__ = ["Held", "HoldMethods", "Holds", "IdScope"]
 
 _log = logging.getLogger("eventbus.sse")
 
@@ -302,3 +302,86 @@ class Holds:
                     return
             else:
                 self._safe_route(*head)
+
+
+class HoldMethods:
+    """`Broadcaster`'s hold API (kept here with the mechanism it drives)."""
+
+    __slots__ = ()  # the state lives in Broadcaster's slots
+    _closed: bool
+    _held_groups: dict[int, Held]
+    _holds: Holds
+    _loop: asyncio.AbstractEventLoop | None
+    _loop_thread: int
+
+    def hold(
+        self,
+        root: DomainEvent,
+        *,
+        chain: Callable[[], Sequence[DomainEvent]],
+        timeout: float,
+    ) -> Held | None:
+        """Hold the frames of ``root`` and its derived events (module ``_holds``).
+
+        For an origin that assigns ids after the event is published here: the
+        Redis bridge holds each event it forwards, calls `finish` when its
+        dispatch ends and `settle` when it reads the entry back. Thread-safe;
+        call it from a handler that runs before this broadcaster's. Frames
+        derived later by tasks the handlers start (``concurrent=True``
+        handlers included) are not held: they get local ids.
+
+        Args:
+            root: The event being dispatched (a root event).
+            chain: The bus's ``event_chain``: a frame is ``root``'s when its
+                chain starts with ``root``.
+            timeout: Seconds after which the frames go out anyway, with local
+                ids unless the id is known by then.
+
+        Returns:
+            The handle for `settle` and `release`, or ``None`` (nothing is held)
+            when the broadcaster is closed or not bound to a loop, or ``root``
+            is held already.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._closed:
+            return None
+        held = self._holds.hold(root, chain, timeout)
+        if held is None:
+            return None
+        if threading.get_ident() == self._loop_thread:
+            self._holds.arm(loop)
+        elif not self._holds.armed(loop, held):
+            try:
+                loop.call_soon_threadsafe(self._holds.arm, loop)
+            except RuntimeError:  # closed meanwhile: nobody is listening
+                self._holds.drop(held)
+                return None
+        return held
+
+    def finish(self, root: DomainEvent) -> None:
+        """Mark the dispatch of held ``root`` as over (a no-op for others); thread-safe."""
+        if self._held_groups:
+            self._holds.finish(root, self._loop)
+
+    def settle(self, held: Held, base_id: str | None) -> None:
+        """Give ``held`` its id; its frames stream once its dispatch is over.
+
+        Until then, frames of later stream entries (under `id_scope`) wait
+        behind it, so clients see stream order. Call on the broadcaster's loop.
+
+        Raises:
+            ValueError: ``base_id`` is not a valid id (see `check_base_id`).
+        """
+        self._holds.settle(held, base_id)
+
+    def release(self, held: Held, base_id: str | None) -> None:
+        """Stream ``held``'s frames now, with ids from ``base_id`` (``None``: local ids).
+
+        Idempotent; call on the broadcaster's loop thread.
+
+        Raises:
+            ValueError: ``base_id`` is not a valid id (see `check_base_id`).
+        """
+        if not held.routed:
+            held.base_id = None if base_id is None else check_base_id(base_id)
+        self._holds.route(held)

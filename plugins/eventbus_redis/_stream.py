@@ -1,0 +1,131 @@
+"""The bridge's Redis side: appending batches, reading replies, judging errors.
+
+Kept apart from the bridge's event handling so each is one concept: what the
+bridge sends and receives (`eventbus_redis._bridge`), and how Redis is spoken
+to (here).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any, Final, final
+
+from redis.asyncio import Redis
+from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from eventbus_redis._settings import RedisBridgeSettings
+
+__all__ = ["OUTAGE", "Appender", "entries", "is_transient"]
+
+_log = logging.getLogger("eventbus.redis")
+
+#: Errors that mean "Redis is unreachable right now": retry, never give up.
+OUTAGE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+# Replies that mean "not now" (a failover, memory pressure, a busy script):
+# the writer retries them like an outage instead of dropping the batch.
+_TRANSIENT: Final = (ReadOnlyError, OutOfMemoryError, TryAgainError, ClusterDownError)
+# Anywhere in the text: redis-py wraps pipeline errors ("Command # 1 ... caused
+# error: ('BUSY ..."), and Redis 6 wraps a script's ("ERR Error running script
+# ... -OOM ...").
+_TRANSIENT_CODES: Final = re.compile(r"\b(BUSY|LOADING|READONLY|OOM|TRYAGAIN|MASTERDOWN)\b")
+
+# ARGV = maxlen, then (field, payload) pairs; one entry per pair, in order.
+# A script runs isolated (no other client's entries interleave) but is not a
+# transaction: an error midway keeps the entries before it, and a reply lost
+# with the connection means a retry appends the batch again (readers skip
+# sequence numbers they have seen).
+_APPEND_LUA: Final = """
+for i = 2, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[i], ARGV[i + 1])
+end
+return (#ARGV - 1) / 2
+"""
+
+
+@final
+class Appender:
+    """Appends a batch of (field, payload) entries to the stream in one round trip.
+
+    One small Lua script runs ``XADD ... MAXLEN ~ N`` per entry on the server:
+    the client packs one command and parses one reply per batch (a pipeline's
+    per-command cost is what limits it; see docs/redis.md). A server that
+    refuses scripts (ACLs, managed Redis) gets ``MULTI``/``EXEC`` instead,
+    which likewise refuses a batch whole, so a retry never re-appends part of
+    one out of order.
+    """
+
+    __slots__ = ("_client", "_script", "_settings", "_use_script")
+
+    def __init__(self, client: Redis, settings: RedisBridgeSettings) -> None:
+        self._client = client
+        self._settings = settings
+        # EVALSHA, loading the script again if the server lost it (a restart).
+        self._script = client.register_script(_APPEND_LUA)
+        self._use_script = True
+
+    async def append(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """Append ``batch`` in order.
+
+        Raises:
+            RedisError: As redis-py raises it (see `is_transient`); OSError.
+        """
+        settings = self._settings
+        if self._use_script:
+            args: list[bytes | int] = [settings.maxlen]
+            for header, payload in batch:
+                args += (header, payload)
+            try:
+                await self._script(keys=[settings.stream], args=args)
+                return
+            except RedisError as exc:
+                if not _scripts_refused(exc):
+                    raise
+                _log.warning("Redis refuses scripts (%s); appending with MULTI/EXEC", exc)
+                self._use_script = False
+        pipe = self._client.pipeline(transaction=True)
+        for header, payload in batch:
+            pipe.xadd(settings.stream, {header: payload}, maxlen=settings.maxlen, approximate=True)
+        await pipe.execute()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an error means "not now" (retry) rather than "never" (drop)."""
+    if isinstance(exc, (*OUTAGE, *_TRANSIENT)):
+        return True
+    return isinstance(exc, RedisError) and _TRANSIENT_CODES.search(str(exc)) is not None
+
+
+def _scripts_refused(exc: RedisError) -> bool:
+    """Whether the server refuses ``EVALSHA``/``EVAL`` (ACLs, or scripting disabled).
+
+    Not any NOPERM: a user denied the stream's key is refused XADD too.
+    """
+    text = str(exc).lower()
+    return "'evalsha'" in text or "'eval'" in text or "unknown command" in text
+
+
+def entries(reply: Any) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+    """The (stream id, fields) entries of an ``XREAD`` reply, under RESP2 or RESP3.
+
+    RESP2 gives ``[[stream, [entry, ...]], ...]``; redis-py's RESP3 reply is
+    ``{stream: [[entry, ...]]}``, one list deeper.
+    """
+    if not reply:
+        return
+    if isinstance(reply, dict):
+        for batches in reply.values():
+            for batch in batches:
+                yield from batch
+    else:
+        for _stream, stream_entries in reply:
+            yield from stream_entries

@@ -37,6 +37,14 @@ async def arrived(seen: list[DomainEvent], count: int) -> None:
     await wait_until_async(lambda: len(seen) >= count, what=f"{count} events")
 
 
+async def crosses(a: EventBus, seen_b: list[DomainEvent], events: list[DomainEvent]) -> None:
+    """Publish ``events`` on ``a``; the other bus's ``seen_b`` gets exactly them, in order."""
+    for event in events:
+        await a.publish(event)
+    await arrived(seen_b, len(events))
+    assert seen_b == events
+
+
 class TestForwarding:
     """Root events cross; echoes, derived events and unnamed classes do not."""
 
@@ -44,12 +52,8 @@ class TestForwarding:
         """Every root event published on A is re-published once, in order, on B."""
         a, _ = await bridged()
         b, bridge_b = await bridged()
-        seen_b = collect(b)
         events = [balance(uuid4(), str(i)) for i in range(50)] + [holdings(uuid4())]
-        for event in events:
-            await a.publish(event)
-        await arrived(seen_b, len(events))
-        assert seen_b == events
+        await crosses(a, collect(b), events)
         assert bridge_b.statistics()["received"] == len(events)
 
     async def test_no_echo(self, bridged: Bridged) -> None:
@@ -177,12 +181,7 @@ class TestServerVariants:
             await bus.start()
             buses.append(bus)
         a, b = buses
-        seen_b = collect(b)
-        events = [holdings(uuid4(), i) for i in range(20)]
-        for event in events:
-            await a.publish(event)
-        await arrived(seen_b, len(events))
-        assert seen_b == events
+        await crosses(a, collect(b), [holdings(uuid4(), i) for i in range(20)])
         for bus in buses:
             await bus.aclose()
 
@@ -197,12 +196,7 @@ class TestServerVariants:
         url = f"redis://noscripts:pw@127.0.0.1:{redis_server.port}/0"
         a, bridge_a = await bridged(url=url)
         b, _ = await bridged(url=url)
-        seen_b = collect(b)
-        events = [holdings(uuid4(), i) for i in range(10)]
-        for event in events:
-            await a.publish(event)
-        await arrived(seen_b, len(events))
-        assert seen_b == events
+        await crosses(a, collect(b), [holdings(uuid4(), i) for i in range(10)])
         assert bridge_a.statistics()["dropped"] == 0
         assert "refuses scripts" in caplog.text
 

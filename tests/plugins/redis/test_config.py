@@ -17,6 +17,15 @@ from tests.plugins.sse.helpers import holdings
 from tests.support import wait_until_async
 
 
+def loaded_plugin() -> tuple[EventBus, RedisBridgePlugin]:
+    """A bus with every entry point loaded, and its ``redis`` plugin."""
+    bus = EventBus()
+    bus.load_entry_points()
+    plugin = bus.get_plugin("redis")
+    assert isinstance(plugin, RedisBridgePlugin)
+    return bus, plugin
+
+
 class TestInert:
     """Installed and loaded, the plugin does nothing until configured."""
 
@@ -25,10 +34,7 @@ class TestInert:
     ) -> None:
         """Loaded by entry point with no URL: no subscriptions, no connection, zero counters."""
         monkeypatch.delenv(ENV_URL, raising=False)
-        bus = EventBus()
-        bus.load_entry_points()
-        plugin = bus.get_plugin("redis")
-        assert isinstance(plugin, RedisBridgePlugin)
+        bus, plugin = loaded_plugin()
         assert not plugin.configured
         async with bus:
             info = next(p for p in bus.plugins() if p.name == "redis")
@@ -43,10 +49,7 @@ class TestInert:
     ) -> None:
         """``EVENTBUS_REDIS_URL`` turns the entry-point plugin on."""
         monkeypatch.setenv(ENV_URL, redis_server.url)
-        bus = EventBus()
-        bus.load_entry_points()
-        plugin = bus.get_plugin("redis")
-        assert isinstance(plugin, RedisBridgePlugin)
+        bus, plugin = loaded_plugin()
         async with bus:
             bus.publish_sync(holdings(uuid4()))
             await wait_until_async(lambda: plugin.statistics()["sent"] == 1, what="sent")
@@ -56,10 +59,7 @@ class TestInert:
     ) -> None:
         """``bus.get_plugin("redis").configure(url=...)`` before start (what ``--redis`` does)."""
         monkeypatch.delenv(ENV_URL, raising=False)
-        bus = EventBus()
-        bus.load_entry_points()
-        plugin = bus.get_plugin("redis")
-        assert isinstance(plugin, RedisBridgePlugin)
+        bus, plugin = loaded_plugin()
         plugin.configure(url=redis_server.url, stream="custom", maxlen=10)
         async with bus:
             with pytest.raises(RuntimeError, match="before the bus starts"):

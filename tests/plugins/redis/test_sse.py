@@ -109,25 +109,38 @@ class TestAcrossWorkers:
     ) -> None:
         """A client that read from B resumes on C with ``Last-Event-ID`` and misses nothing."""
         a, b, c = workers
-        user = uuid4()
-        params = {"token": auth.issue(user)}
-        async with listen(client, b.url, b.broadcaster, params=params) as stream:
-            await a.bus.publish(balance(user, "10"))
-            seen = await take(stream, 2)
-        await a.bus.publish(balance(user, "20", "10"))
-        await wait_until_async(
-            lambda: c.bridge.statistics()["received"] == 2, what="C received both changes"
-        )
-        headers = {"Last-Event-ID": str(seen[-1].id)}
-        async with listen(client, c.url, params=params, headers=headers) as stream:
-            resumed = await take(stream, 2)
-        assert [f.event for f in resumed] == [
-            "portfolio.balance.updated",
-            "portfolio.networth.updated",
-        ]
-        assert resumed[0].id is not None
-        assert STREAM_ID.fullmatch(resumed[0].id)
-        assert resumed[0].id > str(seen[0].id)
+        await resume_elsewhere(client, auth, publisher=a, first=b, then=c)
+
+
+async def resume_elsewhere(
+    client: httpx.AsyncClient,
+    auth: SignedTokenAuth,
+    *,
+    publisher: Worker,
+    first: Worker,
+    then: Worker,
+) -> None:
+    """Read one change on ``first``; resume on ``then`` after a second change: no gap, no reset."""
+    user = uuid4()
+    params = {"token": auth.issue(user)}
+    async with listen(client, first.url, first.broadcaster, params=params) as stream:
+        await publisher.bus.publish(balance(user, "10"))
+        seen = await take(stream, 2)
+    await publisher.bus.publish(balance(user, "20", "10"))
+    await wait_until_async(
+        lambda: then.bridge.statistics()["received"] == 2, what="both changes reached the worker"
+    )
+    headers = {"Last-Event-ID": str(seen[-1].id)}
+    async with listen(client, then.url, params=params, headers=headers) as stream:
+        resumed = await take(stream, 2)
+    assert [f.event for f in resumed] == [
+        "portfolio.balance.updated",
+        "portfolio.networth.updated",
+    ]
+    assert resumed[0].id is not None
+    assert STREAM_ID.fullmatch(resumed[0].id)
+    assert resumed[0].id > str(seen[0].id)
+    assert then.broadcaster.statistics()["resets_sent"] == 0
 
 
 class TestThePublishingWorker:
@@ -158,26 +171,7 @@ class TestThePublishingWorker:
     ) -> None:
         """A client of A reconnects to B with its last id: the rest, no reset, no repeat."""
         a, b, _ = workers
-        user = uuid4()
-        params = {"token": auth.issue(user)}
-        async with listen(client, a.url, a.broadcaster, params=params) as stream:
-            await a.bus.publish(balance(user, "10"))
-            seen = await take(stream, 2)
-        await a.bus.publish(balance(user, "20", "10"))
-        await wait_until_async(
-            lambda: b.bridge.statistics()["received"] == 2, what="B received both changes"
-        )
-        headers = {"Last-Event-ID": str(seen[-1].id)}
-        async with listen(client, b.url, params=params, headers=headers) as stream:
-            resumed = await take(stream, 2)
-        assert [f.event for f in resumed] == [
-            "portfolio.balance.updated",
-            "portfolio.networth.updated",
-        ]
-        assert resumed[0].id is not None
-        assert STREAM_ID.fullmatch(resumed[0].id)
-        assert resumed[0].id > str(seen[0].id)
-        assert b.broadcaster.statistics()["resets_sent"] == 0
+        await resume_elsewhere(client, auth, publisher=a, first=a, then=b)
 
     async def test_redis_down_frames_go_out_with_local_ids_after_the_timeout(
         self,

@@ -265,6 +265,15 @@ class TestHolds:
         bus.subscribe(AccountBalanceUpdated, broadcaster.finish, priority=-(2**30))
         return bus, held
 
+    @classmethod
+    def live(cls, timeout: float) -> tuple[Broadcaster, EventBus, list[Held], UUID, Subscriber]:
+        """A broadcaster bound to the running loop, its holding worker, and one user's client."""
+        broadcaster = Broadcaster()
+        broadcaster.bind_loop()
+        bus, held = cls.holding_worker(broadcaster, timeout)
+        user = uuid4()
+        return broadcaster, bus, held, user, broadcaster.connect(user)
+
     @staticmethod
     def names(chunks: list[bytes]) -> list[bytes]:
         """The ``event:`` lines of encoded frames."""
@@ -272,11 +281,7 @@ class TestHolds:
 
     async def test_released_with_the_origin_id_in_order(self) -> None:
         """Nothing streams until release; then the event and its derived one get id, id.1."""
-        broadcaster = Broadcaster()
-        broadcaster.bind_loop()
-        bus, held = self.holding_worker(broadcaster, timeout=60)
-        user = uuid4()
-        sub = broadcaster.connect(user)
+        broadcaster, bus, held, user, sub = self.live(timeout=60)
         bus.publish_sync(balance(user, "5"))
         bus.publish_sync(holdings(user))  # not held: streams at once
         assert self.names(drain(sub)) == [b"event: portfolio.holdings.updated"]
@@ -337,11 +342,7 @@ class TestHolds:
 
     async def test_expired_hold_streams_with_local_ids(self) -> None:
         """No settle within the timeout: the frames go out anyway, under this epoch."""
-        broadcaster = Broadcaster()
-        broadcaster.bind_loop()
-        bus, _ = self.holding_worker(broadcaster, timeout=0.01)
-        user = uuid4()
-        sub = broadcaster.connect(user)
+        broadcaster, bus, _, user, sub = self.live(timeout=0.01)
         bus.publish_sync(balance(user, "5"))
         await wait_until_async(lambda: len(drain(sub)) == 2, what="the held frames expire")
         assert all(i.startswith(broadcaster.epoch) for i in ids_of(drain(sub)))
@@ -381,11 +382,7 @@ class TestHolds:
 
     async def test_a_held_root_is_not_given_an_id_scope_it_copied(self) -> None:
         """A root published inside an id scope's context copy is held, not given scope ids."""
-        broadcaster = Broadcaster()
-        broadcaster.bind_loop()
-        bus, held = self.holding_worker(broadcaster, timeout=60)
-        user = uuid4()
-        sub = broadcaster.connect(user)
+        broadcaster, bus, held, user, sub = self.live(timeout=60)
         with broadcaster.id_scope("1718000000000-1"):
             bus.publish_sync(balance(user, "5"))
         assert drain(sub) == []

@@ -24,8 +24,10 @@ right even then.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
+from collections.abc import Iterator
 from contextvars import ContextVar
 from types import CodeType
 from typing import TYPE_CHECKING, ClassVar, Final, NoReturn
@@ -150,6 +152,38 @@ class ContextMethods:
             if len(framed) > len(chain):
                 return tuple(framed)
         return chain
+
+    @contextlib.contextmanager
+    def caused_by(self, cause: DomainEvent) -> Iterator[None]:
+        """Publish inside the block as if from a handler of ``cause``.
+
+        For work a handler hands on to a queue, a task or a thread that
+        publishes later: those events are derived from ``cause``, not roots.
+        Inside the block `event_chain` starts with ``cause`` (after any async
+        dispatch already in progress), so plugins that treat root events
+        specially see them for what they are (the Redis bridge forwards roots
+        only), and ``cause`` counts towards ``max_depth``. Switches context
+        tracking on.
+
+        Example:
+            with bus.caused_by(balance_event):
+                await bus.publish(net_worth_event)
+
+        Raises:
+            RuntimeError: Called during a sync dispatch in this thread, where
+                publishing makes derived events already.
+        """
+        if self._tls.stack:
+            raise RuntimeError(
+                "caused_by() inside a sync dispatch: events published here are derived "
+                "from it already; publish directly"
+            )
+        self._gate = 1
+        token = self._chain_var.set((*self._chain_var.get(), cause))
+        try:
+            yield
+        finally:
+            self._chain_var.reset(token)
 
     def _sync_room(self) -> int:
         """How many sync levels may nest from the bottom of this thread's stack."""

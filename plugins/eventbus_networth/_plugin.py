@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from typing import Final, final
 
-from eventbus import AsyncHandlerError, EventBus, hookimpl
+from eventbus import AsyncHandlerError, DomainEvent, EventBus, hookimpl
 from eventbus.portfolio import AccountBalanceUpdated, PortfolioNetWorthRecalculated
 from eventbus_networth._aggregator import NetWorthAggregator
 from eventbus_networth._rates import RatesProvider, env_config
@@ -81,7 +81,8 @@ class NetWorthPlugin:
         self.aggregator: Final = NetWorthAggregator(base_currency, rates, recent_ids=recent_ids)
         self._bus: EventBus | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._outbox: deque[PortfolioNetWorthRecalculated] = deque()
+        # (net-worth event, the balance update it was derived from)
+        self._outbox: deque[tuple[PortfolioNetWorthRecalculated, DomainEvent | None]] = deque()
         self._outbox_lock: Final = threading.Lock()
         self._draining = False
         self._drainer: asyncio.Task[None] | None = None
@@ -144,8 +145,12 @@ class NetWorthPlugin:
                 event.currency,
             )
             return
+        # The balance update being handled: the drain publishes the event as
+        # derived from it, so it is no root (the Redis bridge must not forward
+        # what every worker derives itself).
+        cause = self._bus.current_event() if self._bus is not None else None
         with self._outbox_lock:
-            self._outbox.append(event)
+            self._outbox.append((event, cause))
             if self._draining:
                 return
             self._draining = True
@@ -167,9 +172,13 @@ class NetWorthPlugin:
                     if not self._outbox:
                         self._draining = False
                         return
-                    event = self._outbox.popleft()
+                    event, cause = self._outbox.popleft()
                 try:
-                    await bus.publish(event)
+                    if cause is None:
+                        await bus.publish(event)
+                    else:
+                        with bus.caused_by(cause):
+                            await bus.publish(event)
                 except Exception:  # raise_errors=True: report, keep the order going
                     _log.exception("publishing %s for user %s failed", event, event.user_id)
         except BaseException:

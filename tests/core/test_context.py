@@ -507,3 +507,46 @@ class TestTransitions:
         await bus.publish(Ping(n=5))  # warm-up: plan cached
         await bus.publish(Ping(n=0))
         assert seen == [(0, 1)]
+
+
+class TestCausedBy:
+    """Publishing later, on behalf of a cause, makes derived events, not roots."""
+
+    async def test_events_published_inside_are_derived(self) -> None:
+        """A handler sees (cause, event); after the block, publishing makes roots again."""
+        bus = EventBus()
+        chains: list[tuple[int, ...]] = []
+
+        async def handler(event: Ping) -> None:
+            chains.append(numbers(bus.event_chain()))
+
+        bus.subscribe(Ping, handler)
+        with bus.caused_by(Ping(n=1)):
+            await bus.publish(Ping(n=2))
+        await bus.publish(Ping(n=3))
+        assert chains == [(1, 2), (3,)]
+
+    def test_counts_towards_max_depth(self) -> None:
+        """The cause is one level: with max_depth=1 nothing can be published inside."""
+        bus = EventBus(max_depth=1)
+        bus.subscribe(Ping, lambda e: None)
+        with bus.caused_by(Ping(n=1)), pytest.raises(EventCycleError):
+            bus.publish_sync(Ping(n=2))
+
+    def test_refused_inside_a_sync_dispatch(self) -> None:
+        """Inside a sync handler publishing is derived already: a clear error, not a wrong chain."""
+        bus = EventBus(raise_errors=True)
+        errors: list[BaseException] = []
+
+        def handler(event: Ping) -> None:
+            try:
+                with bus.caused_by(Ping(n=9)):
+                    pass
+            except RuntimeError as exc:
+                errors.append(exc)
+
+        bus.subscribe(Ping, handler)
+        bus.event_chain()  # tracking on, so the sync stack is in use
+        bus.publish_sync(Ping(n=1))
+        assert len(errors) == 1
+        assert "inside a sync dispatch" in str(errors[0])

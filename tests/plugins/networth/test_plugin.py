@@ -219,6 +219,20 @@ class TestAsyncSubscribers:
         assert _chain_ok(got, Decimal(20))
         assert plugin.pending() == 0
 
+    async def test_queued_events_are_published_as_derived_not_roots(
+        self, plugin: NetWorthPlugin, event_bus: EventBus
+    ) -> None:
+        """The outbox publishes each net worth inside ``caused_by(balance)``: never a root event."""
+        chains: list[tuple[str, ...]] = []
+
+        async def record(event: PortfolioNetWorthRecalculated) -> None:
+            chains.append(tuple(type(e).__name__ for e in event_bus.event_chain()))
+
+        event_bus.subscribe(PortfolioNetWorthRecalculated, record)
+        await event_bus.publish(balance(uuid4(), uuid4(), 0, 1))
+        await wait_until_async(lambda: chains, what="the net-worth event")
+        assert chains == [("AccountBalanceUpdated", "PortfolioNetWorthRecalculated")]
+
     async def test_from_threads_via_started_bus(
         self, plugin: NetWorthPlugin, event_bus: EventBus
     ) -> None:

@@ -154,13 +154,13 @@ def check_decimal(event: object, name: str) -> None:
     if not value.is_finite():
         _fail(event, name, f"must be finite, got {value!r}")
     if not fits_decimal_bounds(value):
-        exponent = value.as_tuple().exponent
+        size = value.as_tuple()
         # Describe the size, not the value: the value may be a million digits.
         _fail(
             event,
             name,
             f"must have at most {MAX_DECIMAL_DIGITS} digits before and after the decimal "
-            f"point, got one with exponent {exponent} and {len(value.as_tuple().digits)} digits",
+            f"point, got one with exponent {size.exponent} and {len(size.digits)} digits",
         )
 
 

@@ -35,7 +35,7 @@ from eventbus.events import event_name
 from eventbus.exceptions import DecodeError
 from eventbus_redis._settings import RedisBridgeSettings
 from eventbus_redis._sse import SSEIds, SSEOrder
-from eventbus_redis._stream import OUTAGE, Appender, entries, is_transient
+from eventbus_redis._stream import OUTAGE, Appender, Backoff, entries, is_transient
 
 __all__ = ["RedisBridge"]
 
@@ -85,7 +85,6 @@ class RedisBridge:
         "_wake",
         "_wake_pending",
         "_writer",
-        "_writer_failing",
     )
 
     def __init__(
@@ -100,7 +99,6 @@ class RedisBridge:
         self._bus = bus
         self._client = client
         self._appender = Appender(client, settings)
-        self._writer_failing = False  # in a streak of failed appends (warned once)
         self._settings = settings
         self._owns_client = owns_client
         self._sse_ids = sse
@@ -273,7 +271,11 @@ class RedisBridge:
 
     async def _write_loop(self) -> None:
         settings, stats = self._settings, self._stats
-        delay = settings.backoff_initial
+        backoff = Backoff(
+            settings.backoff_initial,
+            settings.backoff_max,
+            "Redis bridge cannot append (%s); retrying until it can",
+        )
         while True:
             if not self._inflight:
                 if not self._outbox:
@@ -286,35 +288,23 @@ class RedisBridge:
                     continue
             try:
                 await self._appender.append(self._inflight)
-            except RedisError as exc:
+            except (RedisError, OSError) as exc:
                 if is_transient(exc):
-                    delay = await self._writer_retry(exc, delay)
+                    await backoff.wait(exc)
                     continue
                 self._drop_inflight(exc)  # e.g. the key holds another type
-            except OSError as exc:
-                delay = await self._writer_retry(exc, delay)
-                continue
             except Exception as exc:  # a bug must not stop the writer for good
                 _log.exception("Redis bridge writer failed")
                 self._drop_inflight(exc)
             else:
                 stats["sent"] += len(self._inflight)
             self._inflight.clear()
-            delay = settings.backoff_initial
-            self._writer_failing = False
+            backoff.succeeded()
             if self._unlogged_drops:
                 _log.warning(
                     "Redis bridge is sending again; %d event(s) were dropped", self._unlogged_drops
                 )
                 self._unlogged_drops = 0
-
-    async def _writer_retry(self, exc: Exception, delay: float) -> float:
-        """Back off after ``exc``; warn once per streak. Returns the next delay."""
-        if not self._writer_failing:
-            self._writer_failing = True
-            _log.warning("Redis bridge cannot append (%s); retrying until it can", exc)
-        await asyncio.sleep(delay)  # backoff, not synchronisation
-        return min(delay * 2, self._settings.backoff_max)
 
     def _drop_inflight(self, exc: Exception) -> None:
         self._stats["dropped"] += len(self._inflight)
@@ -332,7 +322,11 @@ class RedisBridge:
 
     async def _read_loop(self) -> None:
         settings, stats = self._settings, self._stats
-        delay, failed = settings.backoff_initial, False
+        backoff = Backoff(
+            settings.backoff_initial,
+            settings.backoff_max,
+            "Redis bridge cannot read the stream (%s); retrying",
+        )
         while True:
             try:
                 if self._last_id is None:
@@ -345,16 +339,11 @@ class RedisBridge:
             except (RedisError, OSError) as exc:
                 # An outage, or a reply error (WRONGTYPE, NOPERM, MASTERDOWN):
                 # keep trying with backoff; the reader must never die.
-                if not failed:
-                    _log.warning("Redis bridge cannot read the stream (%s); retrying", exc)
-                failed = True
-                await asyncio.sleep(delay)  # capped exponential backoff
-                delay = min(delay * 2, settings.backoff_max)
+                await backoff.wait(exc)
                 continue
-            if failed:
+            if backoff.succeeded():
                 stats["reconnects"] += 1
                 _log.warning("Redis bridge reconnected; resuming after %s", self._last_id)
-                failed, delay = False, settings.backoff_initial
             for entry_id, fields in entries(reply):
                 self._last_id = entry_id
                 try:

@@ -7,6 +7,7 @@ to (here).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from eventbus_redis._settings import RedisBridgeSettings
 
-__all__ = ["OUTAGE", "Appender", "entries", "is_transient"]
+__all__ = ["OUTAGE", "Appender", "Backoff", "entries", "is_transient"]
 
 _log = logging.getLogger("eventbus.redis")
 
@@ -96,6 +97,38 @@ class Appender:
         for header, payload in batch:
             pipe.xadd(settings.stream, {header: payload}, maxlen=settings.maxlen, approximate=True)
         await pipe.execute()
+
+
+@final
+class Backoff:
+    """Capped exponential backoff between retries, warning once per streak of failures.
+
+    Args:
+        initial: The first delay, in seconds.
+        maximum: The cap; each failure doubles the delay up to it.
+        warning: Logged (with the error) at the first failure of a streak.
+    """
+
+    __slots__ = ("_delay", "_initial", "_maximum", "_warning", "failing")
+
+    def __init__(self, initial: float, maximum: float, warning: str) -> None:
+        self._initial = self._delay = initial
+        self._maximum = maximum
+        self._warning = warning
+        self.failing = False
+
+    async def wait(self, exc: BaseException) -> None:
+        """After a failure: warn if it starts a streak, then sleep the current delay."""
+        if not self.failing:
+            self.failing = True
+            _log.warning(self._warning, exc)
+        await asyncio.sleep(self._delay)  # backoff, not synchronisation
+        self._delay = min(self._delay * 2, self._maximum)
+
+    def succeeded(self) -> bool:
+        """Start over after a success; returns whether a streak of failures ended."""
+        ended, self.failing, self._delay = self.failing, False, self._initial
+        return ended
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -233,13 +233,13 @@ class Holds:
         else:
             self.queue.append(held)
 
-    def flush(self, force: bool = False) -> None:
+    def flush(self) -> None:
         """Route the order queue up to the first group still dispatching; on the loop."""
         queue = self.queue
         while queue:
             head = queue[0]
             if isinstance(head, Held):
-                if not (head.routed or head.dispatched or force):
+                if not (head.routed or head.dispatched):
                     return
                 queue.popleft()
                 self.route(head)
@@ -268,7 +268,7 @@ class Holds:
             pending = list(self.groups.values())
         for held in pending:
             self.route(held)
-        self.flush(force=True)
+        self._flush_through(None)
 
     def _safe_route(self, name: str, user: UUID, payload: bytes, sse_id: str | None) -> None:
         try:
@@ -292,7 +292,8 @@ class Holds:
         self.flush()  # routed groups no longer block the queue
         self.arm(loop)
 
-    def _flush_through(self, target: Held) -> None:
+    def _flush_through(self, target: Held | None) -> None:
+        """Route the queue in order, dispatching or not, through ``target`` (None: all)."""
         queue = self.queue
         while queue:
             head = queue.popleft()

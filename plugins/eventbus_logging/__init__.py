@@ -10,6 +10,6 @@ Loaded by ``bus.load_entry_points()`` (entry point ``logging``), or by hand:
 See `LoggingPlugin` for levels, the ``extra`` fields and the cost when disabled.
 """
 
-from eventbus_logging._plugin import DEFAULT_LEVELS, LOG_PRIORITY, LOGGER_NAME, LoggingPlugin
+from eventbus_logging._plugin import DEFAULT_LEVELS, LOGGER_NAME, LoggingPlugin
 
-__all__ = ["DEFAULT_LEVELS", "LOGGER_NAME", "LOG_PRIORITY", "LoggingPlugin"]
+__all__ = ["DEFAULT_LEVELS", "LOGGER_NAME", "LoggingPlugin"]

@@ -3,6 +3,11 @@
 The hot path is deliberately tiny: one dict lookup for the event type's level
 (resolved once per concrete type, then cached) and ``logger.isEnabledFor``.
 Nothing is built for an event whose level is disabled or switched off.
+
+The handler is a *local* handler at `eventbus.Priority.OBSERVE`, so an event is
+logged once per fleet: a root event on the worker that published it, an event
+derived in the fleet (net worth from a balance update) on the worker whose
+entry it was derived from. See docs/plugins/logging.md.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from types import MappingProxyType
 from typing import Any, Final, final
 from uuid import UUID
 
-from eventbus import DomainEvent, EventBus, EventBusError, codec, hookimpl
+from eventbus import DomainEvent, EventBus, EventBusError, Priority, codec, hookimpl
 from eventbus.events import event_name
 from eventbus.portfolio import (
     AccountBalanceUpdated,
@@ -24,14 +29,10 @@ from eventbus.portfolio import (
     PortfolioNetWorthRecalculated,
 )
 
-__all__ = ["DEFAULT_LEVELS", "LOGGER_NAME", "LOG_PRIORITY", "LoggingPlugin"]
+__all__ = ["DEFAULT_LEVELS", "LOGGER_NAME", "LoggingPlugin"]
 
 #: The logger every event is logged on.
 LOGGER_NAME: Final = "eventbus.events"
-
-#: Subscription priority: above ordinary handlers, so an event is logged before
-#: the events its handlers publish (dispatch is depth-first), i.e. in causal order.
-LOG_PRIORITY: Final = 1_000_000
 
 #: Built-in levels; ``levels=`` passed to `LoggingPlugin` is layered on top.
 DEFAULT_LEVELS: Final[Mapping[type[DomainEvent], int | None]] = MappingProxyType(
@@ -219,8 +220,11 @@ class LoggingPlugin:
 
     @hookimpl
     def eventbus_register(self, bus: EventBus) -> None:
-        """Subscribe `handle` to every `DomainEvent`."""
-        bus.subscribe(DomainEvent, self.handle, priority=LOG_PRIORITY)
+        """Subscribe `handle` to every `DomainEvent`, locally, at `Priority.OBSERVE`."""
+        # OBSERVE, above ordinary handlers: dispatch is depth-first, so an event
+        # is logged before the events its handlers publish (causal order).
+        # Local, not fleet: every worker would log each event otherwise.
+        bus.subscribe(DomainEvent, self.handle, priority=Priority.OBSERVE)
 
     def __repr__(self) -> str:
         return f"<LoggingPlugin logger={self._logger.name!r}>"

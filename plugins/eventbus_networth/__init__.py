@@ -13,19 +13,24 @@ Loaded by ``bus.load_entry_points()`` (entry point ``networth``), configured by
 
 Every balance update is applied in O(1), exactly (`Decimal`, never float), and
 publishes `PortfolioNetWorthRecalculated` when the user's net worth changed.
-Holdings updates carry no value and change nothing.
+Holdings updates carry no value and change nothing. The handler is a fleet
+handler and the state a projection (`NetWorthProjection`): with the Redis
+bridge, every worker holds the same net worth and derives the same events.
 """
 
 from eventbus_networth._aggregator import AccountBalance, NetWorthAggregator
 from eventbus_networth._plugin import NetWorthPlugin
+from eventbus_networth._projection import PROJECTION_NAME, NetWorthProjection
 from eventbus_networth._rates import BASE_ENV, RATES_ENV, RateLookup, RatesProvider, parse_rates
 
 __all__ = [
     "BASE_ENV",
+    "PROJECTION_NAME",
     "RATES_ENV",
     "AccountBalance",
     "NetWorthAggregator",
     "NetWorthPlugin",
+    "NetWorthProjection",
     "RateLookup",
     "RatesProvider",
     "parse_rates",

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Final, NamedTuple, final
 from uuid import UUID
 
-from eventbus.events import EXACT, MAX_DECIMAL_DIGITS, fits_decimal_bounds
+from eventbus.events import EXACT, MAX_DECIMAL_DIGITS, derived_id, fits_decimal_bounds
 from eventbus.exceptions import InvalidEventError
 from eventbus.portfolio import AccountBalanceUpdated, PortfolioNetWorthRecalculated
 from eventbus_networth import _snapshot
@@ -28,6 +28,9 @@ __all__ = ["AccountBalance", "NetWorthAggregator"]
 _log = logging.getLogger("eventbus.networth")
 
 _ZERO: Final = Decimal(0)
+
+#: The key of the net-worth event derived from a balance update (`derived_id`).
+DERIVED_KEY: Final = "networth"
 
 
 class AccountBalance(NamedTuple):
@@ -177,7 +180,9 @@ class NetWorthAggregator:
 
         Returns:
             The `PortfolioNetWorthRecalculated` event, or ``None`` when nothing changed
-            (duplicate, missing rate, or same value).
+            (duplicate, missing rate, or same value). Its id is derived from
+            ``event``'s and its ``occurred_at`` is ``event``'s (see the module
+            docstring).
         """
         user = self._user(event.user_id)
         with user.lock:
@@ -225,6 +230,8 @@ class NetWorthAggregator:
                 new = EXACT.add(previous, EXACT.subtract(value, old_value))
                 try:
                     derived = PortfolioNetWorthRecalculated(
+                        event_id=derived_id(event, DERIVED_KEY),
+                        occurred_at=event.occurred_at,
                         user_id=event.user_id,
                         previous_net_worth=previous,
                         new_net_worth=new,

@@ -1,37 +1,39 @@
 """`NetWorthPlugin`: wires a `NetWorthAggregator` to a bus and publishes its events.
 
-Ordering: the derived `PortfolioNetWorthRecalculated` is published while the
-user's lock is still held, so one user's events reach subscribers in exactly
-the order the state changed, even when several threads publish balance
-updates for that user at once. (Publishing after releasing the lock would let
-a later change overtake an earlier one on its way to subscribers.)
+The balance handler is a *fleet* handler. With a sequencer attached (the Redis
+bridge), every worker applies every balance update from the stream, in stream
+order, so every worker holds the same state and derives the same
+`PortfolioNetWorthRecalculated` events: same position, same ``event_id`` (see
+`eventbus.events.derived_id`), same bytes. The aggregator's state is
+registered as a `eventbus.Projection`, so a worker that joins late restores it
+instead of starting from zero. Without a sequencer the handler runs at publish
+time, like any other.
 
-Async subscribers: the balance handler is sync and publishes with
-``publish_sync``. If someone subscribed an ``async def`` handler to the net
-worth event, ``publish_sync`` refuses (`AsyncHandlerError`); the event then goes
-to a FIFO outbox that one task on the bus's loop drains with ``await
-bus.publish(...)``, one event at a time, so the order still holds. While the
-outbox is not empty every new event queues behind it. From a thread other than
-the loop's, the hand-over uses ``call_soon_threadsafe`` on the loop seen at
-``eventbus_startup`` (so start the bus: ``async with bus``).
+Ordering: the derived event is published while the user's lock is still held,
+so one user's events reach subscribers in exactly the order the state changed,
+even when several threads publish balance updates for that user at once.
+(Publishing after releasing the lock would let a later change overtake an
+earlier one on its way to subscribers.)
+
+Async subscribers: the handler is sync and publishes with ``publish_sync``.
+Inside a delivery the bus awaits the handlers of such a publish itself. In
+local context ``publish_sync`` refuses (`AsyncHandlerError`), and the event
+goes to an `Outbox` drained on the bus's loop (module ``_outbox``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
-from collections import deque
 from typing import Final, final
 
-from eventbus import AsyncHandlerError, DomainEvent, EventBus, hookimpl
+from eventbus import AsyncHandlerError, EventBus, hookimpl
 from eventbus.portfolio import AccountBalanceUpdated, PortfolioNetWorthRecalculated
 from eventbus_networth._aggregator import NetWorthAggregator
+from eventbus_networth._outbox import Outbox
+from eventbus_networth._projection import NetWorthProjection
 from eventbus_networth._rates import RatesProvider, env_config
 
 __all__ = ["NetWorthPlugin"]
-
-_log = logging.getLogger("eventbus.networth")
 
 
 @final
@@ -63,9 +65,10 @@ class NetWorthPlugin:
 
     Attributes:
         aggregator: The `NetWorthAggregator` holding the state.
+        projection: The state as the bus's ``"networth"`` projection.
     """
 
-    __slots__ = ("_bus", "_drainer", "_draining", "_loop", "_outbox", "_outbox_lock", "aggregator")
+    __slots__ = ("_bus", "_outbox", "aggregator", "projection")
 
     def __init__(
         self,
@@ -79,35 +82,38 @@ class NetWorthPlugin:
             base_currency = base_currency or env_base or "USD"
             rates = rates if rates is not None else env_rates
         self.aggregator: Final = NetWorthAggregator(base_currency, rates, recent_ids=recent_ids)
+        self.projection: Final = NetWorthProjection(self.aggregator)
         self._bus: EventBus | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # (net-worth event, the balance update it was derived from)
-        self._outbox: deque[tuple[PortfolioNetWorthRecalculated, DomainEvent | None]] = deque()
-        self._outbox_lock: Final = threading.Lock()
-        self._draining = False
-        self._drainer: asyncio.Task[None] | None = None
+        self._outbox: Outbox | None = None
 
     # ------------------------------------------------------------------ hooks
 
     @hookimpl
     def eventbus_register(self, bus: EventBus) -> None:
-        """Subscribe to balance updates (one plugin instance serves one bus)."""
+        """Subscribe to balance updates in the fleet; register the projection.
+
+        One plugin instance serves one bus.
+        """
         if self._bus is not None and self._bus is not bus:
             raise RuntimeError("this NetWorthPlugin is already registered with another bus")
+        bus.subscribe(AccountBalanceUpdated, self.on_balance, fleet=True)
+        # Last: a refused projection (a duplicate name) leaves no subscription,
+        # as registration is atomic.
+        bus.register_projection(self.projection)
         self._bus = bus
-        bus.subscribe(AccountBalanceUpdated, self.on_balance)
+        self._outbox = Outbox(bus)
 
     @hookimpl
     async def eventbus_startup(self, bus: EventBus) -> None:
         """Remember the bus's loop, to hand events to async subscribers from other threads."""
-        self._loop = asyncio.get_running_loop()
+        if self._outbox is not None:
+            self._outbox.bind_loop(asyncio.get_running_loop())
 
     @hookimpl
     async def eventbus_shutdown(self, bus: EventBus) -> None:
         """Deliver the events still waiting for async subscribers."""
-        drainer = self._drainer
-        if drainer is not None and not drainer.done():
-            await drainer
+        if self._outbox is not None:
+            await self._outbox.join()
 
     # ------------------------------------------------------------------ handling
 
@@ -117,79 +123,26 @@ class NetWorthPlugin:
 
     def _emit(self, event: PortfolioNetWorthRecalculated) -> None:
         # Runs under the user's lock (see the module docstring).
-        bus = self._bus
-        if bus is None:
+        bus, outbox = self._bus, self._outbox
+        if bus is None or outbox is None:
             return
-        with self._outbox_lock:
-            queued = self._draining
-        if not queued:
+        if bus.current_position() is not None:
+            # Fleet context: the bus awaits async subscribers within the
+            # delivery. Never the outbox, whose publish would be local context
+            # again: an entry of its own, which every worker derives already.
+            bus.publish_sync(event)
+            return
+        if not outbox.busy:
             try:
                 bus.publish_sync(event)
                 return
             except AsyncHandlerError:
                 pass  # an async subscriber: deliver on the loop, in order
-        self._defer(event)
-
-    def _defer(self, event: PortfolioNetWorthRecalculated) -> None:
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-            here = True
-        except RuntimeError:
-            loop, here = self._loop, False
-        if loop is None or loop.is_closed():
-            _log.error(
-                "net worth of user %s changed to %s %s, but the event cannot reach its async "
-                "subscribers: no running loop (start the bus with 'async with bus')",
-                event.user_id,
-                event.new_net_worth,
-                event.currency,
-            )
-            return
-        # The balance update being handled: the drain publishes the event as
-        # derived from it, so it is no root (the Redis bridge must not forward
-        # what every worker derives itself).
-        cause = self._bus.current_event() if self._bus is not None else None
-        with self._outbox_lock:
-            self._outbox.append((event, cause))
-            if self._draining:
-                return
-            self._draining = True
-        if here:
-            self._start_drain()
-        else:
-            loop.call_soon_threadsafe(self._start_drain)
-
-    def _start_drain(self) -> None:
-        # A strong reference: the loop only holds tasks weakly.
-        self._drainer = asyncio.get_running_loop().create_task(self._drain())
-
-    async def _drain(self) -> None:
-        bus = self._bus
-        assert bus is not None  # _emit checked it
-        try:
-            while True:
-                with self._outbox_lock:
-                    if not self._outbox:
-                        self._draining = False
-                        return
-                    event, cause = self._outbox.popleft()
-                try:
-                    if cause is None:
-                        await bus.publish(event)
-                    else:
-                        with bus.caused_by(cause):
-                            await bus.publish(event)
-                except Exception:  # raise_errors=True: report, keep the order going
-                    _log.exception("publishing %s for user %s failed", event, event.user_id)
-        except BaseException:
-            with self._outbox_lock:
-                self._draining = False
-            raise
+        outbox.put(event, bus.current_event())
 
     def pending(self) -> int:
         """Net-worth events queued for async subscribers and not yet published."""
-        with self._outbox_lock:
-            return len(self._outbox)
+        return 0 if self._outbox is None else len(self._outbox)
 
     def __repr__(self) -> str:
         return f"<NetWorthPlugin base={self.aggregator.base_currency}>"

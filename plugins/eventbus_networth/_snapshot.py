@@ -12,6 +12,11 @@ Layout (version 1):
 Each account is ``[balance, currency, value in the base currency]``. The value is
 stored, not recomputed, because it was converted at the rate in effect when the
 balance was applied.
+
+A snapshot may come from another worker (the bus's projection bootstrap), so
+`decode` trusts nothing: every amount must fit the bounds an event may carry
+(`eventbus.events.fits_decimal_bounds`), each total must be the sum of its
+accounts, and every id must be a UUID.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from uuid import UUID
 
 import orjson
 
-from eventbus.events import EXACT
+from eventbus.events import EXACT, MAX_DECIMAL_DIGITS, fits_decimal_bounds
 from eventbus_networth._rates import check_currency_code
 
 __all__ = ["FORMAT", "UserState", "decode", "encode"]
@@ -77,9 +82,14 @@ def _decimal(raw: Any, where: str) -> Decimal:
         except InvalidOperation:
             pass
         else:
-            if value.is_finite():
+            # Bounded before any arithmetic: a hostile 1e999999 would build huge numbers.
+            if value.is_finite() and fits_decimal_bounds(value):
                 return value
-    raise ValueError(f"{where}: expected a finite decimal string, got {raw!r}")
+    shown = raw if not isinstance(raw, str) or len(raw) <= 60 else raw[:60] + "..."
+    raise ValueError(
+        f"{where}: expected a finite decimal string with at most {MAX_DECIMAL_DIGITS} "
+        f"digits each side of the point, got {shown!r}"
+    )
 
 
 def _obj(raw: Any, where: str) -> dict[str, Any]:

@@ -12,25 +12,23 @@ Example:
 
     bus = EventBus()
     plugin = SSEPlugin()
-    bus.register_plugin(plugin, name="sse")
+    bus.register_plugin(plugin, name="sse")  # ids from the bus's positions
     auth = SignedTokenAuth(secret)
     app = plugin.broadcaster.asgi_app(authenticate=auth)   # serve with uvicorn
 """
 
 from eventbus_sse._app import SSEApp
 from eventbus_sse._auth import Authenticate, SignedTokenAuth, token_from_scope
-from eventbus_sse._broadcaster import Broadcaster, Encoder
+from eventbus_sse._broadcaster import Broadcaster, Encoder, PositionSource
 from eventbus_sse._demo import demo_app
-from eventbus_sse._holds import Held
-from eventbus_sse._plugin import SSE_PRIORITY, SSEPlugin
+from eventbus_sse._plugin import SSEPlugin
 from eventbus_sse._subscriber import Subscriber
 
 __all__ = [
-    "SSE_PRIORITY",
     "Authenticate",
     "Broadcaster",
     "Encoder",
-    "Held",
+    "PositionSource",
     "SSEApp",
     "SSEPlugin",
     "SignedTokenAuth",

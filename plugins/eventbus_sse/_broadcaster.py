@@ -12,11 +12,13 @@ Each user also has a ring buffer of recent frames for resume. `connect`
 subscribes first, then computes the replay from the buffer, then marks the
 subscriber so any live frame already covered by the replay is dropped.
 
-**Ids from the event's origin (the Redis bridge).** Frames dispatched inside
-`Broadcaster.id_scope` get ids from the given base (a stream id): ``base``,
-then ``base.1``, ``base.2``, ... for derived events, the same on every worker.
-Events a worker forwards itself wait for their id (`hold`, `release`; see the
-``_holds`` module). Other events get ``<epoch>-<seq>`` ids. See docs/sse.md.
+**Ids from positions.** Given a position source (`Broadcaster.bind_positions`;
+the plugin binds `eventbus.EventBus.current_position`), a frame routed while
+the source answers gets that position as its id: the stream id of the entry
+being delivered, ``<stream id>.k`` for the events derived from it. Every worker
+delivers the same entries in the same order, so the same frame has the same id
+and the same bytes on each. Without a position (no sequencer, or a standalone
+broadcaster) a frame gets a local ``<epoch>-<seq>`` id. See docs/sse.md.
 """
 
 from __future__ import annotations
@@ -25,15 +27,13 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar, final
 from uuid import UUID
 
 from eventbus import DomainEvent, codec
 from eventbus.events import event_name
-from eventbus_sse._frames import Frame, build_frame, check_base_id, new_epoch
-from eventbus_sse._holds import HoldMethods, Holds, IdScope
+from eventbus_sse._frames import Frame, build_frame, is_position, new_epoch
 from eventbus_sse._mapping import MappingTable
 from eventbus_sse._resume import ResumeBuffers
 from eventbus_sse._subscriber import Subscriber
@@ -41,7 +41,7 @@ from eventbus_sse._subscriber import Subscriber
 if TYPE_CHECKING:
     from eventbus_sse._app import Authenticate, SSEApp
 
-__all__ = ["Broadcaster", "Encoder"]
+__all__ = ["Broadcaster", "Encoder", "PositionSource"]
 
 _log = logging.getLogger("eventbus.sse")
 
@@ -50,9 +50,13 @@ E = TypeVar("E", bound=DomainEvent)
 #: Turns an event into the ``data:`` payload bytes. The default is `eventbus.codec.dumps`.
 Encoder = Callable[[DomainEvent], bytes]
 
+#: Returns the position of the event being dispatched, or ``None`` when it has
+#: none. `eventbus.EventBus.current_position` is one.
+PositionSource = Callable[[], str | None]
+
 
 @final
-class Broadcaster(HoldMethods):
+class Broadcaster:
     """Streams mapped events to per-user subscribers, with replay buffers.
 
     Args:
@@ -74,16 +78,13 @@ class Broadcaster(HoldMethods):
         "_closed",
         "_encode",
         "_epoch",
-        "_held_groups",
-        "_holds",
         "_idle",
         "_loop",
         "_loop_thread",
         "_mappings",
-        "_order_queue",
+        "_positions",
         "_queue_size",
         "_routes",
-        "_scope",
         "_seq",
         "_stats",
         "_subs",
@@ -115,11 +116,7 @@ class Broadcaster(HoldMethods):
         self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._holds = Holds(self._route)
-        # Tested per event: a plain container's truth is the cheapest test.
-        self._held_groups = self._holds.groups
-        self._order_queue = self._holds.queue
-        self._scope: ContextVar[IdScope | None] = ContextVar(f"eventbus_sse_scope_{id(self)}")
+        self._positions: PositionSource | None = None
         # Counters, touched on the loop thread only (see statistics()).
         self._stats = dict.fromkeys(
             (
@@ -206,21 +203,25 @@ class Broadcaster(HoldMethods):
 
     # ---------------------------------------------------------------- publish
 
-    @contextlib.contextmanager
-    def id_scope(self, base_id: str) -> Iterator[None]:
-        """Give frames dispatched inside the block ids derived from ``base_id``.
+    def bind_positions(self, source: PositionSource) -> None:
+        """Take frame ids from ``source``, the position of the event being handled.
 
-        For origins that already order their events, such as the Redis bridge
-        (``base_id`` = the stream id). See the module docstring.
+        The ``sse`` plugin binds its bus's `eventbus.EventBus.current_position`
+        when it is registered. A broadcaster serves one bus: binding a second,
+        different source is refused.
 
         Raises:
-            ValueError: ``base_id`` is not a valid id (see `check_base_id`).
+            TypeError: ``source`` is not callable.
+            RuntimeError: Another source is bound already.
         """
-        token = self._scope.set(IdScope(check_base_id(base_id)))
-        try:
-            yield
-        finally:
-            self._scope.reset(token)
+        if not callable(source):
+            raise TypeError(f"source must be a callable returning str | None, got {source!r}")
+        if self._positions is not None and self._positions != source:
+            raise RuntimeError(
+                f"this Broadcaster takes its ids from {self._positions!r} already; "
+                "give each bus its own Broadcaster"
+            )
+        self._positions = source
 
     def handle(self, event: DomainEvent) -> None:
         """The bus handler: encode ``event`` once and route it; safe from any thread.
@@ -233,27 +234,24 @@ class Broadcaster(HoldMethods):
             return
         user = mapping.user(event)
         payload = self._encode(event)
-        # A held dispatch first: a root published from a context copied inside
-        # an id scope (publish_threadsafe in a remote event's handler) is ours.
-        if self._held_groups and self._holds.claim(mapping.name, user, payload):
-            return
-        scope = self._scope.get(None)
-        sse_id = None if scope is None else scope.next_id()
+        positions = self._positions
+        sse_id = positions() if positions is not None else None
+        if sse_id is not None and not is_position(sse_id):
+            # Never put it on the id: line (a CR or LF would break the frame).
+            _log.error(
+                "position %r is not a stream id: a %s gets a local SSE id",
+                sse_id,
+                type(event).__qualname__,
+            )
+            sse_id = None
         loop = self._loop
-        # A stream entry's frame (sse_id set) goes through the order queue.
-        route = self._route if sse_id is None else self._route_in_order
         if loop is None or threading.get_ident() == self._loop_thread:
-            route(mapping.name, user, payload, sse_id)
+            self._route(mapping.name, user, payload, sse_id)
             return
         try:
-            loop.call_soon_threadsafe(route, mapping.name, user, payload, sse_id)
+            loop.call_soon_threadsafe(self._route, mapping.name, user, payload, sse_id)
         except RuntimeError:  # the loop is closed: nobody can be listening on it
             self._route(mapping.name, user, payload, sse_id)
-
-    def _route_in_order(self, name: str, user: UUID, payload: bytes, sse_id: str | None) -> None:
-        # Behind a settled held group still dispatching, if any (module _holds).
-        if not self._order_queue or not self._holds.defer((name, user, payload, sse_id)):
-            self._route(name, user, payload, sse_id)
 
     def _route(self, name: str, user: UUID, payload: bytes, sse_id: str | None) -> None:
         stats = self._stats
@@ -282,9 +280,6 @@ class Broadcaster(HoldMethods):
         """
         self._loop = loop or asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        if self._held_groups or self._order_queue:  # a timer on an old loop never fires
-            self._holds.flush()
-            self._holds.arm(self._loop)
 
     def connect(
         self,
@@ -301,7 +296,9 @@ class Broadcaster(HoldMethods):
         Subscribes first, then fills `Subscriber.preamble` with the replay of
         ``user``'s buffered frames after ``last_event_id`` (or a
         ``stream.reset`` frame when that id is unknown: too old, or from
-        another epoch), then de-duplicates live frames against the replay.
+        another epoch), then de-duplicates live frames against the replay. A
+        position this broadcaster has not routed (the client comes from
+        another worker) resumes too, as long as the buffer reaches back to it.
 
         Raises:
             RuntimeError: The broadcaster is closed.
@@ -322,6 +319,7 @@ class Broadcaster(HoldMethods):
         replay = self._buffers.replay(sub.user, last_event_id, sub.types)
         sub.preamble = replay.frames
         sub._after = replay.after
+        sub._after_position = replay.after_position
         if replay.reset:
             self._stats["resets_sent"] += 1
         else:
@@ -357,7 +355,6 @@ class Broadcaster(HoldMethods):
         bytes and disconnect.
         """
         self._closed = True
-        self._holds.route_all()
         for sub in list(self._subs):
             self._unroute(sub, "shutdown")
         if self._subs:

@@ -10,14 +10,16 @@ One event becomes one complete frame, built once and shared by every client:
 The codec's JSON never contains a raw newline (orjson escapes them inside
 strings), so one ``data:`` line always suffices.
 
-**Ids.** A broadcaster assigns ``<epoch>-<seq>``: ``epoch`` is a random token
-drawn when the broadcaster is built (it starts with a letter, so it can never
-look like a Redis stream id) and ``seq`` counts up from 1. An id from another
-epoch (a previous process, another worker) is recognised as foreign. An
-origin that already gives its events a totally ordered id, such as a Redis
-stream id ``1718000000000-0``, may supply it instead; see
-`eventbus_sse.Broadcaster.id_scope`. Derived events dispatched under such an id
-get ``<id>.1``, ``<id>.2``, ... in dispatch order.
+**Ids.** An event routed while the bus gives it a position (a fleet handler
+running inside `eventbus.EventBus.deliver`, see `eventbus.EventBus.current_position`)
+takes that position as its id: the stream id ``1718000000000-0`` of the entry,
+``1718000000000-0.1``, ``.2``, ... for the events derived from it. Every worker
+reading the same stream gives the same event the same id, so a client can
+resume on any of them. Otherwise a broadcaster assigns ``<epoch>-<seq>``:
+``epoch`` is a random token drawn when the broadcaster is built (it starts with
+a letter, so it never looks like a position) and ``seq`` counts up from 1. An
+id from another epoch (a previous process, another worker) is recognised as
+foreign.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from typing import Final, final
 __all__ = [
     "HEARTBEAT",
     "Frame",
+    "PositionKey",
     "build_frame",
-    "check_base_id",
     "id_epoch",
+    "is_position",
     "new_epoch",
+    "position_key",
     "reset_frame",
     "retry_frame",
 ]
@@ -41,10 +45,10 @@ __all__ = [
 #: connection from idling out, and lets the server notice a dead peer.
 HEARTBEAT: Final = b": heartbeat\n\n"
 
-#: What an externally supplied id may contain: the Redis stream id alphabet and
-#: a few separators. Never CR, LF or NUL (they would break the frame), never
-#: ``.`` (reserved for the derived-event suffix).
-_BASE_ID: Final = re.compile(r"[A-Za-z0-9_:\-]{1,128}")
+#: A position: a stream id ``<ms>-<seq>``, then ``.<k>`` for a derived event.
+#: Nothing else reaches a frame's ``id:`` line from a position: never CR, LF or
+#: NUL, which would break the frame.
+_POSITION: Final = re.compile(r"([0-9]{1,20})-([0-9]{1,20})(?:\.([0-9]{1,9}))?")
 _LOCAL_ID: Final = re.compile(r"(e[0-9a-f]{11})-[0-9]+")
 
 
@@ -83,18 +87,27 @@ def id_epoch(sse_id: str) -> str | None:
     return match.group(1) if match else None
 
 
-def check_base_id(base_id: object) -> str:
-    """Validate an externally supplied SSE id and return it.
+#: A position in comparable form: (milliseconds, sequence, derived index).
+PositionKey = tuple[int, int, int]
 
-    Raises:
-        ValueError: ``base_id`` is not 1-128 characters of ``[A-Za-z0-9_:-]``.
+
+def is_position(sse_id: str) -> bool:
+    """Whether ``sse_id`` is a well-formed position (see `position_key`)."""
+    return _POSITION.fullmatch(sse_id) is not None
+
+
+def position_key(sse_id: str) -> PositionKey | None:
+    """Return the sort key of a position id, or ``None`` for any other id.
+
+    ``"1718000000000-0"`` is ``(1718000000000, 0, 0)``; its derived
+    ``"1718000000000-0.2"`` is ``(1718000000000, 0, 2)``: positions compare in
+    stream order, each derived event right after its cause.
     """
-    if not isinstance(base_id, str) or _BASE_ID.fullmatch(base_id) is None:
-        raise ValueError(
-            f"base_id must be 1-128 characters of [A-Za-z0-9_:-] (e.g. a Redis stream id "
-            f"'1718000000000-0'), got {base_id!r}"
-        )
-    return base_id
+    match = _POSITION.fullmatch(sse_id)
+    if match is None:
+        return None
+    ms, seq, k = match.groups()
+    return int(ms), int(seq), int(k or 0)
 
 
 def build_frame(sse_id: str, name: str, payload: bytes) -> bytes:

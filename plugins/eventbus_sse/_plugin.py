@@ -9,21 +9,20 @@ and mounted by you:
     bus.load_entry_points()
     sse = bus.get_plugin("sse")
     app = sse.broadcaster.asgi_app(authenticate=my_authenticate)
+
+The handler is a *fleet* handler: with a sequencer attached (the Redis bridge)
+every worker routes every event from the stream, in stream order, under the
+event's position; without one it runs at publish time, as any handler.
 """
 
 from __future__ import annotations
 
-from typing import Final, final
+from typing import final
 
-from eventbus import DomainEvent, EventBus, Subscription, hookimpl
+from eventbus import DomainEvent, EventBus, Priority, Subscription, hookimpl
 from eventbus_sse._broadcaster import Broadcaster
 
-__all__ = ["SSE_PRIORITY", "SSEPlugin"]
-
-#: Subscription priority of the broadcaster: above ordinary handlers, so a
-#: client sees an event before the events its handlers derive from it (causal
-#: order), and below the logging plugin's.
-SSE_PRIORITY: Final = 500_000
+__all__ = ["SSEPlugin"]
 
 
 @final
@@ -31,7 +30,8 @@ class SSEPlugin:
     """Streams the bus's mapped events through `broadcaster`.
 
     Args:
-        broadcaster: The broadcaster to feed; a default one if omitted.
+        broadcaster: The broadcaster to feed; a default one if omitted. It
+            serves this one bus: it takes its ids from the bus's positions.
 
     Attributes:
         broadcaster: Build the ASGI app from it (`Broadcaster.asgi_app`).
@@ -48,12 +48,13 @@ class SSEPlugin:
 
     @hookimpl
     def eventbus_register(self, bus: EventBus) -> None:
-        """Subscribe the broadcaster's handler on every `DomainEvent`."""
-        # Above ordinary handlers: dispatch is depth-first, so a handler that
-        # derives an event (net worth from a balance) would otherwise get its
-        # effect onto the stream before the cause.
+        """Subscribe the broadcaster on every `DomainEvent`, as a fleet handler."""
+        self.broadcaster.bind_positions(bus.current_position)
+        # Priority.ROUTE, above ordinary handlers: dispatch is depth-first, so a
+        # handler that derives an event (net worth from a balance) would
+        # otherwise get its effect onto the stream before the cause.
         self._subscription = bus.subscribe(
-            DomainEvent, self.broadcaster.handle, priority=SSE_PRIORITY
+            DomainEvent, self.broadcaster.handle, priority=Priority.ROUTE, fleet=True
         )
 
     @hookimpl

@@ -4,6 +4,13 @@ Memory is bounded twice: ``size`` frames per user, and ``max_users`` buffers.
 When a new user's buffer would pass ``max_users``, the buffer created longest
 ago is dropped (its user's next resume gets a ``stream.reset``). Lookups scan a
 user's buffer from the newest frame: resume is rare, publishing is not.
+
+A client may come back with an id this broadcaster never routed: a position
+(``<stream id>`` or ``<stream id>.k``) it got from another worker. Positions are
+routed in stream order on every worker, so the buffer still answers as long as
+it reaches back to that position: what follows it is replayed, and live frames
+up to it (another worker may be ahead of this one) are skipped. Only a buffer
+that starts after the position (evicted, or this worker started later) resets.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from collections import deque
 from typing import final
 from uuid import UUID
 
-from eventbus_sse._frames import Frame, id_epoch, reset_frame
+from eventbus_sse._frames import Frame, PositionKey, id_epoch, position_key, reset_frame
 
 __all__ = ["Replay", "ResumeBuffers"]
 
@@ -26,14 +33,23 @@ class Replay:
             filter applied), or one ``stream.reset`` frame.
         after: Live frames with a ``seq`` up to this one are already covered.
         reset: Whether ``frames`` is a ``stream.reset``.
+        after_position: When the client resumed from a position: live frames
+            at or before it are covered too (it saw them on another worker).
     """
 
-    __slots__ = ("after", "frames", "reset")
+    __slots__ = ("after", "after_position", "frames", "reset")
 
-    def __init__(self, frames: list[bytes], after: int, reset: bool) -> None:
+    def __init__(
+        self,
+        frames: list[bytes],
+        after: int,
+        reset: bool,
+        after_position: PositionKey | None = None,
+    ) -> None:
         self.frames = frames
         self.after = after
         self.reset = reset
+        self.after_position = after_position
 
 
 @final
@@ -67,7 +83,7 @@ class ResumeBuffers:
         buffer.append(frame)
 
     def replay(self, user: UUID, last_id: str, types: frozenset[str] | None) -> Replay:
-        """The frames of ``user`` after ``last_id``, or a reset if it is not buffered.
+        """The frames of ``user`` after ``last_id``, or a reset if it cannot tell which.
 
         The reset names its reason (``"epoch"`` for another broadcaster's id,
         ``"stale"`` otherwise) and carries the newest buffered id, so the
@@ -75,6 +91,11 @@ class ResumeBuffers:
         """
         frames = list(self._buffers.get(user, ()))
         start = next((i for i in range(len(frames) - 1, -1, -1) if frames[i].id == last_id), None)
+        position = None
+        if start is None:
+            position = position_key(last_id)
+            if position is not None:
+                start = _last_at_or_before(frames, position)
         if start is None:
             epoch = id_epoch(last_id)
             reason = "epoch" if epoch is not None and epoch != self._epoch else "stale"
@@ -89,4 +110,18 @@ class ResumeBuffers:
             [f.data for f in after if types is None or f.name in types],
             after[-1].seq if after else 0,
             reset=False,
+            after_position=position,
         )
+
+
+def _last_at_or_before(frames: list[Frame], position: PositionKey) -> int | None:
+    """The index of the newest frame routed at or before ``position``, if any.
+
+    Frames with positions were routed in stream order, so every later one is
+    past ``position``. ``None`` when the buffer does not reach back that far.
+    """
+    for i in range(len(frames) - 1, -1, -1):
+        key = position_key(frames[i].id)
+        if key is not None and key <= position:
+            return i
+    return None

@@ -12,7 +12,7 @@ from collections import deque
 from typing import Final, final
 from uuid import UUID
 
-from eventbus_sse._frames import Frame
+from eventbus_sse._frames import Frame, PositionKey, position_key
 
 __all__ = ["Subscriber"]
 
@@ -40,6 +40,7 @@ class Subscriber:
 
     __slots__ = (
         "_after",
+        "_after_position",
         "_done",
         "_frames",
         "_limit",
@@ -58,6 +59,7 @@ class Subscriber:
         self._limit = limit
         self._frames: deque[Frame] = deque()
         self._after = 0
+        self._after_position: PositionKey | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
 
@@ -125,10 +127,26 @@ class Subscriber:
             return None
         frames = list(self._frames)
         self._frames.clear()
-        if self._after and frames:
-            # De-duplicate against the replay: seqs only grow, so once a live
-            # frame is past the replay, every later one is too.
-            frames = [f for f in frames if f.seq > self._after]
-            if frames:
-                self._after = 0
+        if (self._after or self._after_position is not None) and frames:
+            frames = self._skip_covered(frames)
         return frames
+
+    def _skip_covered(self, frames: list[Frame]) -> list[Frame]:
+        """Drop live frames the client has already: replayed, or seen on another worker.
+
+        Seqs and positions only grow, so once a frame is past the replay (or
+        past the client's position) every later one is too, and the check ends.
+        """
+        kept: list[Frame] = []
+        for frame in frames:
+            if frame.seq <= self._after:
+                continue
+            self._after = 0
+            if self._after_position is not None:
+                key = position_key(frame.id)
+                if key is not None:
+                    if key <= self._after_position:
+                        continue
+                    self._after_position = None
+            kept.append(frame)
+        return kept

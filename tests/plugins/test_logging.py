@@ -14,13 +14,15 @@ from uuid import UUID, uuid4
 import orjson
 import pytest
 
-from eventbus import DomainEvent, EventBus, codec, event_type
+from eventbus import DomainEvent, EventBus, Priority, codec, event_type
 from eventbus.portfolio import (
     AccountBalanceUpdated,
     AccountHoldingsUpdated,
     PortfolioNetWorthRecalculated,
 )
 from eventbus_logging import LOGGER_NAME, LoggingPlugin
+from eventbus_networth import NetWorthPlugin
+from tests.plugins.networth.helpers import Stream
 
 
 @event_type("tests.logging.custom")
@@ -282,6 +284,65 @@ class TestWithEntryPoints:
             ("DEBUG", "portfolio.balance.updated"),
             ("INFO", "portfolio.networth.updated"),
         ]
+
+
+class TestFleet:
+    """With a sequencer: local, so each event is logged once in the whole fleet."""
+
+    def test_a_local_subscription_at_the_observe_band(self) -> None:
+        """One subscription on DomainEvent, at Priority.OBSERVE, not a fleet one."""
+        bus = _bus()
+        (sub,) = bus.subscriptions()
+        assert (sub.event_type, sub.priority, sub.fleet) == (DomainEvent, Priority.OBSERVE, False)
+
+    async def test_root_where_published_derived_on_its_origin(self) -> None:
+        """A's balance is logged on A at publish; its net worth on A at delivery; B logs none."""
+        stream = Stream()
+        logs: dict[str, list[str]] = {}
+        buses = {}
+        for name in ("a", "b"):
+            logger = logging.getLogger(f"{LOGGER_NAME}.test.{name}")
+            logger.setLevel(logging.DEBUG)
+            handler = _Collect()
+            logger.addHandler(handler)
+            logs[name] = handler.messages
+            bus = stream.attach(EventBus(raise_errors=True))
+            bus.register_plugin(LoggingPlugin(logger=logger), name="logging")
+            bus.register_plugin(NetWorthPlugin("USD"), name="networth")
+            buses[name] = bus
+        try:
+            buses["a"].publish_sync(_usd_balance())
+            assert logs["a"] == ["portfolio.balance.updated"]
+            for bus in buses.values():
+                await stream.deliver(bus)
+        finally:
+            for name in buses:
+                logging.getLogger(f"{LOGGER_NAME}.test.{name}").handlers.clear()
+        assert logs == {
+            "a": ["portfolio.balance.updated", "portfolio.networth.updated"],
+            "b": [],
+        }
+
+
+class _Collect(logging.Handler):
+    """Keeps the messages of the records it handles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _usd_balance() -> AccountBalanceUpdated:
+    return AccountBalanceUpdated.from_change(
+        user_id=uuid4(),
+        account_id=uuid4(),
+        previous_balance=Decimal(0),
+        new_balance=Decimal(5),
+        currency="USD",
+    )
 
 
 class TestJSONLinesRecipe:

@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 import orjson
 import pytest
 
+from eventbus.events import derived_id
 from eventbus.portfolio import PortfolioNetWorthRecalculated
 from eventbus_networth import AccountBalance, NetWorthAggregator, parse_rates
 from tests.plugins.networth.helpers import RATES, balance
@@ -38,6 +39,16 @@ class TestApply:
         assert derived.delta == Decimal("100.25")
         assert (derived.currency, derived.account_count, derived.user_id) == ("USD", 1, user)
         assert agg.net_worth(user) == Decimal("100.25")
+
+    def test_derived_event_is_a_function_of_its_cause(
+        self, agg: NetWorthAggregator, user: UUID
+    ) -> None:
+        """Its id is derived_id(cause, "networth") and its time the cause's: no clock, no uuid4."""
+        cause = balance(user, uuid4(), 0, "7")
+        derived = agg.apply(cause)
+        assert derived is not None
+        assert derived.event_id == derived_id(cause, "networth")
+        assert derived.occurred_at == cause.occurred_at
 
     def test_negative_balances_reduce_net_worth(self, agg: NetWorthAggregator, user: UUID) -> None:
         """Credit cards and loans (negative balances) are subtracted."""
@@ -145,7 +156,7 @@ class TestMissingRate:
         self, user: UUID, caplog: pytest.LogCaptureFixture
     ) -> None:
         """A float rate is inexact: the update is refused and the error says why."""
-        agg = NetWorthAggregator("USD", lambda frm, to: 1.08)  # type: ignore[arg-type,return-value]
+        agg = NetWorthAggregator("USD", lambda frm, to: 1.08)  # type: ignore[arg-type]
         assert agg.apply(balance(user, uuid4(), 0, "10", "EUR")) is None
         assert "float" in caplog.text
         assert agg.net_worth(user) == 0
@@ -310,6 +321,8 @@ class TestSnapshot:
         ("mutate", "path"),
         [
             (lambda u: u.update(net_worth="1e999999999999999999"), "net_worth"),
+            (lambda u: next(iter(u["accounts"].values())).__setitem__(0, "1e41"), r"\[0\]"),
+            (lambda u: next(iter(u["accounts"].values())).__setitem__(2, "1e-41"), "at most 40"),
             (lambda u: u.update(net_worth="123"), "net_worth"),
             (lambda u: u["accounts"].update({"nope": ["1", "USD", "1"]}), "nope"),
             (lambda u: next(iter(u["accounts"].values())).__setitem__(1, "usd"), r"\[1\]"),

@@ -1,4 +1,4 @@
-"""Helpers for the SSE tests: portfolio events, a frame parser for raw streams."""
+"""Helpers for the SSE tests: portfolio events, workers, a frame parser for raw streams."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from uuid import UUID, uuid4
 
 import httpx
 
+from eventbus import EventBus
 from eventbus.portfolio import (
     AccountBalanceUpdated,
     AccountHoldingsUpdated,
     PortfolioNetWorthRecalculated,
 )
-from eventbus_sse import Broadcaster
+from eventbus_networth import NetWorthPlugin
+from eventbus_sse import Broadcaster, SSEPlugin
+from tests.plugins.networth.helpers import RATES, Stream
 from tests.support import wait_until_async
 
 
@@ -55,6 +58,23 @@ def networth(user: UUID, new: str, previous: str = "0") -> PortfolioNetWorthReca
         currency="USD",
         account_count=1,
     )
+
+
+def worker(stream: Stream | None = None, broadcaster: Broadcaster | None = None) -> EventBus:
+    """One web worker's bus: SSE and net worth, attached to ``stream`` if given."""
+    bus = EventBus(raise_errors=True)
+    if stream is not None:
+        stream.attach(bus)
+    bus.register_plugin(SSEPlugin(broadcaster or Broadcaster()), name="sse")
+    bus.register_plugin(NetWorthPlugin("USD", RATES), name="networth")
+    return bus
+
+
+def broadcaster_of(bus: EventBus) -> Broadcaster:
+    """The broadcaster the bus's ``sse`` plugin feeds."""
+    plugin = bus.get_plugin("sse")
+    assert isinstance(plugin, SSEPlugin)
+    return plugin.broadcaster
 
 
 # ------------------------------------------------------------------- reading

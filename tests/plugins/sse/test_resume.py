@@ -11,14 +11,29 @@ import pytest
 
 from eventbus import EventBus
 from eventbus_sse import Broadcaster, SignedTokenAuth, SSEPlugin
+from tests.plugins.networth.helpers import Stream
+from tests.plugins.networth.helpers import balance as account_balance
 from tests.plugins.sse.conftest import Serve
-from tests.plugins.sse.helpers import balance, clients_become, listen, take
+from tests.plugins.sse.helpers import (
+    SSEFrame,
+    balance,
+    broadcaster_of,
+    clients_become,
+    listen,
+    take,
+    worker,
+)
 from tests.support import wait_until_async
 
 
-def event_ids(got: list) -> list[str]:  # type: ignore[type-arg]
+def event_ids(got: list[SSEFrame]) -> list[str]:
     """The codec event ids carried by frames, in order."""
-    return [json.loads(f.data)["event_id"] for f in got]
+    return [json.loads(f.data or "")["event_id"] for f in got]
+
+
+def wire(got: list[SSEFrame]) -> list[tuple[str | None, str | None, str | None]]:
+    """What each frame put on the wire: its id, event name and data."""
+    return [(f.id, f.event, f.data) for f in got]
 
 
 class TestResume:
@@ -132,3 +147,37 @@ class TestReset:
             (reset,) = await take(stream, 1)
         assert reset.event == "stream.reset"
         assert reset.id == ""
+
+
+class TestAcrossWorkers:
+    """Two workers fed one stream, each behind its own uvicorn: a client may use either."""
+
+    async def test_same_frames_on_both_and_resume_on_the_other(
+        self, auth: SignedTokenAuth, serve: Serve, client: httpx.AsyncClient
+    ) -> None:
+        """Both streams carry the same frames; the last id read on A resumes on B exactly."""
+        stream = Stream()
+        workers = [worker(stream), worker(stream)]
+        broadcasters = [broadcaster_of(bus) for bus in workers]
+        urls = [await serve(b.asgi_app(authenticate=auth), b) for b in broadcasters]
+        user, accounts = uuid4(), (uuid4(), uuid4())
+        for n in range(6):  # published on A and B in turn, in USD and EUR
+            await workers[n % 2].publish(
+                account_balance(user, accounts[n % 2], n // 2, n // 2 + 1, ("USD", "EUR")[n % 2])
+            )
+        params = {"token": auth.issue(user)}
+        async with (
+            listen(client, urls[0], broadcasters[0], params=params) as on_a,
+            listen(client, urls[1], broadcasters[1], params=params) as on_b,
+        ):
+            for bus in workers:
+                await stream.deliver(bus)
+            got_a, got_b = await take(on_a, 12), await take(on_b, 12)
+        assert wire(got_a) == wire(got_b)
+        assert got_a[1].id == f"{Stream.position(0)}.1"
+        assert json.loads(got_a[-1].data or "")["data"]["new_net_worth"] == "6.24"
+        headers = {"Last-Event-ID": got_a[4].id or ""}  # read five frames on A, then moved
+        async with listen(client, urls[1], params=params, headers=headers) as resumed:
+            rest = await take(resumed, 7)
+        assert wire(rest) == wire(got_a[5:])
+        assert broadcasters[1].statistics()["resets_sent"] == 0

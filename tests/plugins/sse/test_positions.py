@@ -1,0 +1,214 @@
+"""SSE ids from the bus's positions: the same id and the same bytes on every worker.
+
+The workers here are real buses fed by a hand-played stream (`Stream`, a
+tiny `eventbus.Sequencer`): what the Redis bridge's reader does, without Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+import pytest
+
+from eventbus import DomainEvent, EventBus, PluginRegistrationError, Priority
+from eventbus_sse import Broadcaster, SSEPlugin, Subscriber
+from tests.plugins.networth.helpers import Stream
+from tests.plugins.networth.helpers import balance as account_balance
+from tests.plugins.sse.helpers import balance, broadcaster_of, holdings, worker
+
+FIRST = Stream.position(0)  # "1700000000000-0"
+
+
+def queued(sub: Subscriber) -> list[bytes]:
+    """Everything a subscriber would send now, without consuming it."""
+    return [*sub.preamble, *(f.data for f in sub._frames)]  # test-only peek
+
+
+async def sent(sub: Subscriber) -> list[bytes]:
+    """What the transport takes now: the preamble, then the de-duplicated live frames."""
+    out, sub.preamble = sub.preamble, []
+    if sub.queued:
+        batch = await sub.next_batch(10.0)  # returns at once: frames are queued
+        out += [f.data for f in batch or ()]
+    return out
+
+
+def ids_of(chunks: list[bytes]) -> list[str]:
+    """The ``id:`` values of encoded frames."""
+    return [c.split(b"\n", 1)[0].removeprefix(b"id: ").decode() for c in chunks]
+
+
+async def two_workers(entries: int = 4) -> tuple[Stream, EventBus, EventBus, UUID]:
+    """Workers A and B; ``entries`` balance updates of one user, published on both in turn."""
+    stream = Stream()
+    a, b = worker(stream), worker(stream)
+    user, accounts = uuid4(), (uuid4(), uuid4())
+    for n in range(entries):
+        origin = (a, b)[n % 2]
+        currency = ("USD", "EUR")[n % 2]
+        await origin.publish(account_balance(user, accounts[n % 2], n // 2, n // 2 + 1, currency))
+    return stream, a, b, user
+
+
+class TestIds:
+    """Which id a frame gets."""
+
+    async def test_a_delivered_event_takes_its_position_and_derived_ones_follow(self) -> None:
+        """Not streamed at publish; delivered, the entry's id, then <id>.1 for its net worth."""
+        stream = Stream()
+        bus = worker(stream)
+        user = uuid4()
+        sub = broadcaster_of(bus).connect(user)
+        event = balance(user, "5")
+        bus.publish_sync(event)
+        assert queued(sub) == []  # a fleet handler: it waits for the stream
+        assert [e for e, _ in stream.entries] == [event]
+        await bus.deliver(event, FIRST, local=True)
+        assert ids_of(queued(sub)) == [FIRST, f"{FIRST}.1"]
+
+    def test_without_a_sequencer_ids_are_local(self) -> None:
+        """One process is its own fleet: frames go out at publish, under <epoch>-<seq>."""
+        bus = worker()
+        broadcaster = broadcaster_of(bus)
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        bus.publish_sync(balance(user, "5"))
+        assert ids_of(queued(sub)) == [f"{broadcaster.epoch}-1", f"{broadcaster.epoch}-2"]
+
+    def test_a_type_the_sequencer_skips_streams_at_once_with_a_local_id(self) -> None:
+        """No wire name, not sequenced: dispatched at publish time, as without a sequencer."""
+
+        @dataclass(frozen=True, kw_only=True, slots=True)
+        class Note(DomainEvent):
+            user_id: UUID
+
+        broadcaster = Broadcaster(encoder=lambda event: b"{}")
+        broadcaster.register_mapping(Note, name="note", user=lambda e: e.user_id)
+        stream = Stream()
+        bus = worker(stream, broadcaster)
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        bus.publish_sync(Note(user_id=user))
+        assert stream.entries == []
+        assert ids_of(queued(sub)) == [f"{broadcaster.epoch}-1"]
+
+    def test_a_standalone_broadcaster_has_no_positions(self) -> None:
+        """Fed by hand, with no position source: local ids."""
+        broadcaster = Broadcaster()
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        broadcaster.handle(holdings(user))
+        assert ids_of(queued(sub)) == [f"{broadcaster.epoch}-1"]
+
+    def test_the_position_source_is_checked(self) -> None:
+        """A source must be callable; one broadcaster serves one source."""
+        bus = EventBus()
+        broadcaster = Broadcaster()
+        with pytest.raises(TypeError, match="source"):
+            broadcaster.bind_positions("1-0")  # type: ignore[arg-type]
+        broadcaster.bind_positions(bus.current_position)
+        broadcaster.bind_positions(bus.current_position)  # the same source again: fine
+        with pytest.raises(RuntimeError, match="its own Broadcaster"):
+            broadcaster.bind_positions(EventBus().current_position)
+        with pytest.raises(PluginRegistrationError, match="its own Broadcaster"):
+            EventBus().register_plugin(SSEPlugin(broadcaster), name="sse")
+
+    def test_a_malformed_position_never_reaches_the_id_line(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A position that is not a stream id is logged, and the frame gets a local id."""
+        broadcaster = Broadcaster()
+        broadcaster.bind_positions(lambda: "1-0\nevent: forged")
+        user = uuid4()
+        sub = broadcaster.connect(user)
+        broadcaster.handle(holdings(user))
+        assert ids_of(queued(sub)) == [f"{broadcaster.epoch}-1"]
+        assert "is not a stream id" in caplog.text
+
+    def test_the_plugin_routes_in_the_fleet_at_the_route_band(self) -> None:
+        """One fleet subscription on DomainEvent at Priority.ROUTE."""
+        bus = EventBus()
+        bus.register_plugin(SSEPlugin(), name="sse")
+        (sub,) = bus.subscriptions()
+        assert (sub.event_type, sub.priority, sub.fleet) == (DomainEvent, Priority.ROUTE, True)
+
+
+class TestAcrossWorkers:
+    """Two workers fed the same stream: same ids, same bytes, resume on either."""
+
+    async def test_frames_are_byte_identical_on_both_workers(self) -> None:
+        """Entries published on A and on B, with derived net worth: identical frames."""
+        stream, a, b, user = await two_workers()
+        subs = [broadcaster_of(bus).connect(user) for bus in (a, b)]
+        for bus in (a, b):
+            await stream.deliver(bus)
+        on_a, on_b = (queued(sub) for sub in subs)
+        assert len(on_a) == 8  # four entries, each with its net worth
+        assert on_a == on_b
+        second = stream.position(1)
+        assert ids_of(on_a)[:4] == [FIRST, f"{FIRST}.1", second, f"{second}.1"]
+
+    async def test_resume_on_the_other_worker(self) -> None:
+        """The last id seen on A replays the rest on B: nothing missed, nothing twice."""
+        stream, a, b, user = await two_workers()
+        for bus in (a, b):
+            await stream.deliver(bus)
+        everything = queued(broadcaster_of(a).connect(user, last_event_id=FIRST))
+        seen = ids_of(everything)[2]  # "1700000000000-1.1": the client read up to here on A
+        resumed = broadcaster_of(b).connect(user, last_event_id=seen)
+        assert await sent(resumed) == everything[3:]
+        assert broadcaster_of(b).statistics()["resets_sent"] == 0
+
+    async def test_resume_on_a_worker_that_lags_behind(self) -> None:
+        """B has not read the client's last entry yet: nothing replayed, the live frames
+        up to that id are skipped, the rest arrive."""
+        stream, a, b, user = await two_workers(entries=6)
+        await stream.deliver(a)
+        await stream.deliver(b, upto=2)
+        on_a = queued(broadcaster_of(a).connect(user, last_event_id=FIRST))
+        seen = ids_of(on_a)[4]  # "1700000000000-2.1": entry 2, which B has not delivered yet
+        resumed = broadcaster_of(b).connect(user, last_event_id=seen)
+        assert await sent(resumed) == []
+        await stream.deliver(b)
+        assert await sent(resumed) == on_a[5:]
+
+    async def test_a_position_before_the_buffer_resets(self) -> None:
+        """An unknown position older than the user's buffer: stream.reset, with the newest id."""
+        stream = Stream()
+        a, b = worker(stream), worker(stream, Broadcaster(buffer_size=2))
+        user, account = uuid4(), uuid4()
+        for n in range(3):
+            a.publish_sync(account_balance(user, account, n, n + 1))
+        for bus in (a, b):
+            await stream.deliver(bus)
+        sub = broadcaster_of(b).connect(user, last_event_id=f"{FIRST}.1")
+        (reset,) = sub.preamble
+        assert reset.startswith(
+            b"id: %s\nevent: stream.reset\n" % f"{stream.position(2)}.1".encode()
+        )
+        assert b'"reason":"stale"' in reset
+
+    async def test_a_worker_that_joined_later_resets_older_positions(self) -> None:
+        """B started after entry 0: it cannot know what the client missed since then."""
+        stream, a, b, user = await two_workers()
+        stream.skip(b, 2)
+        for bus in (a, b):
+            await stream.deliver(bus)
+        sub = broadcaster_of(b).connect(user, last_event_id=FIRST)
+        assert len(sub.preamble) == 1
+        assert b"event: stream.reset" in sub.preamble[0]
+
+    def test_local_ids_still_resume_where_they_were_issued(self) -> None:
+        """Without positions, <epoch>-<seq> ids resume on their own broadcaster only."""
+        a, b = worker(), worker()
+        user = uuid4()
+        for bus in (a, b):
+            bus.publish_sync(balance(user, "1"))
+            bus.publish_sync(balance(user, "2", "1"))
+        first = f"{broadcaster_of(a).epoch}-1"
+        assert ids_of(queued(broadcaster_of(a).connect(user, last_event_id=first))) == [
+            f"{broadcaster_of(a).epoch}-{n}" for n in (2, 3, 4)
+        ]
+        foreign = broadcaster_of(b).connect(user, last_event_id=first)
+        assert b'"reason":"epoch"' in foreign.preamble[0]

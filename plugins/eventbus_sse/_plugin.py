@@ -49,13 +49,15 @@ class SSEPlugin:
     @hookimpl
     def eventbus_register(self, bus: EventBus) -> None:
         """Subscribe the broadcaster on every `DomainEvent`, as a fleet handler."""
-        self.broadcaster.bind_positions(bus.current_position)
         # Priority.ROUTE, above ordinary handlers: dispatch is depth-first, so a
         # handler that derives an event (net worth from a balance) would
         # otherwise get its effect onto the stream before the cause.
         self._subscription = bus.subscribe(
             DomainEvent, self.broadcaster.handle, priority=Priority.ROUTE, fleet=True
         )
+        # Last: if it refuses (the broadcaster serves another bus), registration
+        # is atomic and the subscription goes too.
+        self.broadcaster.bind_positions(bus.current_position)
 
     @hookimpl
     def eventbus_startup(self, bus: EventBus) -> None:

@@ -111,8 +111,10 @@ class TestIds:
         broadcaster.bind_positions(bus.current_position)  # the same source again: fine
         with pytest.raises(RuntimeError, match="its own Broadcaster"):
             broadcaster.bind_positions(EventBus().current_position)
+        other = EventBus()
         with pytest.raises(PluginRegistrationError, match="its own Broadcaster"):
-            EventBus().register_plugin(SSEPlugin(broadcaster), name="sse")
+            other.register_plugin(SSEPlugin(broadcaster), name="sse")
+        assert other.subscriptions() == ()  # refused whole
 
     def test_a_malformed_position_never_reaches_the_id_line(
         self, caplog: pytest.LogCaptureFixture

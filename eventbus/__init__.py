@@ -19,7 +19,9 @@ call `EventBus.load_entry_points`.
 """
 
 from eventbus._bus import EventBus
+from eventbus._fleet import Projection, Sequencer
 from eventbus._plugins import PluginInfo, SubscriptionInfo
+from eventbus._priority import Priority
 from eventbus._subscription import Handler, Subscription
 from eventbus.events import DomainEvent, event_type
 from eventbus.exceptions import (
@@ -49,6 +51,9 @@ __all__ = [
     "PluginInfo",
     "PluginLoadError",
     "PluginRegistrationError",
+    "Priority",
+    "Projection",
+    "Sequencer",
     "Subscription",
     "SubscriptionInfo",
     "event_type",

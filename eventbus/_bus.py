@@ -2,10 +2,14 @@
 
 Subscriptions live in one immutable tuple. Any change builds a new tuple and
 new, empty plan caches under a lock (copy-on-write); publishers never lock.
-The first publish of a concrete type compiles its *plan*: the matching
-handlers (by ``issubclass``, so MRO and ABC-registered virtual subclasses both
-match), ordered by priority then subscription order, as a tuple of callables.
-A publish is then one dict lookup plus the handler loop.
+The first publish of a concrete type compiles its plan (module ``_plans``).
+A publish is then one dict lookup, a context push, and the handler loop.
+
+The two publish methods below run the common case inline: a top-level
+dispatch, or one nested in the same kind of dispatch, with nobody listening
+to the instrumentation signals. Every other case goes to the careful paths
+of module ``_dispatch``. The dispatch context is exact on both (module
+``_context``): there is one path per case, never a mode that switches later.
 """
 
 from __future__ import annotations
@@ -13,75 +17,86 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import logging
 import threading
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any, Final, TypeVar, final
 
-from eventbus import signals
-from eventbus._context import ContextMethods
+from eventbus import _plans
+from eventbus._context import DispatchContext
+from eventbus._dispatch import COMPLETED, PUBLISHED, Dispatcher
+from eventbus._fleet import Place, Projection, Projections, Sequencer
 from eventbus._plugins import PluginHost, PluginMethods, acting_plugin
-from eventbus._subscription import Handler, Subscription, handler_name
+from eventbus._subscription import Handler, Subscription
 from eventbus.events import DomainEvent
-from eventbus.exceptions import AsyncHandlerError, BusNotRunningError
+from eventbus.exceptions import BusNotRunningError
 
 __all__ = ["EventBus"]
 
 E = TypeVar("E", bound=DomainEvent)
 R = TypeVar("R", bound="Awaitable[None] | None")
 
-_log = logging.getLogger("eventbus")
-
-# blinker mutates these dicts in place; a truth test is the cheapest possible
-# "is anybody listening" check.
-_PUBLISHED: Final = signals.event_published.receivers
-_COMPLETED: Final = signals.handler_completed.receivers
-_FAILED: Final = signals.handler_failed.receivers
-
-_SyncPlan = tuple[Callable[[Any], Any], ...]
-# (callable, mode): 0 = sync, 1 = awaited in order, 2 = concurrent task
-_AsyncPlan = tuple[tuple[Callable[[Any], Any], int], ...]
-# (subscriptions, sync plans, async fast-path plans, async plans with concurrent handlers)
+# (subscriptions, sync plans, async fast-path plans, async plans with
+# concurrent handlers, fleet plans by (type, with local handlers))
 _State = tuple[
     tuple[Subscription[Any], ...],
-    dict[type, _SyncPlan],
-    dict[type, _AsyncPlan],
-    dict[type, _AsyncPlan],
+    dict[type, _plans.SyncPlan],
+    dict[type, _plans.AsyncPlan],
+    dict[type, _plans.AsyncPlan],
+    dict[tuple[type, bool], _plans.FleetPlan],
 ]
 
 
 @final
-class EventBus(ContextMethods, PluginMethods):
+class EventBus(PluginMethods):
     """A typed, in-process publish/subscribe bus.
 
     Args:
         raise_errors: Run every handler, then raise an `ExceptionGroup` of the
-            handler failures. Default: failures are logged and reported on the
+            handler failures (each with a note naming its handler and the
+            event). Default: failures are logged and reported on the
             `signals.handler_failed` signal, and publishing never raises.
-        max_depth: How deep handlers may re-publish before `EventCycleError`.
+        max_depth: How many events one dispatch chain may hold before
+            `EventCycleError`.
     """
 
     __slots__ = (
         "__weakref__",
         "_async_plans",
+        "_context",
+        "_dispatch",
         "_lock",
         "_loop",
         "_plugins",
+        "_projections",
+        "_sequencer",
         "_state",
         "_sync_plans",
+        "_tls",
+        "_var",
         "raise_errors",
     )
 
     def __init__(self, *, raise_errors: bool = False, max_depth: int = 64) -> None:
         self.raise_errors: Final = raise_errors
+        self._context: Final = DispatchContext(max_depth)
+        # The hot paths read these two directly: one attribute load each.
+        self._tls: Final = self._context.tls
+        self._var: Final = self._context.var
         self._lock = threading.Lock()
-        self._state: _State = ((), {}, {}, {})
-        self._sync_plans: dict[type, _SyncPlan] = self._state[1]
-        self._async_plans: dict[type, _AsyncPlan] = self._state[2]
-        ContextMethods.__init__(self, max_depth)
+        self._sequencer: Sequencer | None = None
+        self._state: _State = ((), {}, {}, {}, {})
+        self._sync_plans = self._state[1]
+        self._async_plans = self._state[2]
+        self._dispatch: Final = Dispatcher(self)
+        self._projections: Final = Projections()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._plugins = PluginHost(self)
+
+    @property
+    def max_depth(self) -> int:
+        """How many events one dispatch chain may hold."""
+        return self._context.max_depth
 
     # ------------------------------------------------------------------ subscribing
 
@@ -94,19 +109,24 @@ class EventBus(ContextMethods, PluginMethods):
         once: bool = False,
         weak: bool = False,
         concurrent: bool = False,
+        fleet: bool = False,
     ) -> Subscription[E]:
         """Subscribe ``handler`` to ``event_type`` and all its subclasses.
 
         Args:
             event_type: A `DomainEvent` subclass (or an ABC events are registered with).
             handler: Called with each event; may be ``async def``.
-            priority: Higher runs first; equal priorities run in subscription order.
+            priority: Higher runs first; equal priorities run in subscription
+                order. `Priority` names the bands plugins use.
             once: Cancel the subscription after the first delivery.
             weak: Hold the handler (e.g. a bound method) by weak reference, and
                 cancel the subscription when it is garbage-collected.
             concurrent: For async handlers under `publish`: start this handler as a
                 task and carry on with the next handlers; `publish` still waits
                 for it before returning.
+            fleet: Run on every worker of the fleet, in the fleet's order
+                (`deliver`), instead of only where the event was published.
+                Without a sequencer both kinds run at publish time.
 
         Returns:
             The `Subscription`; call ``.cancel()`` or use it as a context manager.
@@ -122,6 +142,7 @@ class EventBus(ContextMethods, PluginMethods):
             once=once,
             weak=weak,
             concurrent=concurrent,
+            fleet=fleet,
             plugin=plugin,
         )
         with self._lock:
@@ -138,12 +159,19 @@ class EventBus(ContextMethods, PluginMethods):
         once: bool = False,
         weak: bool = False,
         concurrent: bool = False,
+        fleet: bool = False,
     ) -> Callable[[Callable[[E], R]], Callable[[E], R]]:
         """Decorator form of `subscribe`; returns the function unchanged."""
 
         def decorate(handler: Callable[[E], R]) -> Callable[[E], R]:
             self.subscribe(
-                event_type, handler, priority=priority, once=once, weak=weak, concurrent=concurrent
+                event_type,
+                handler,
+                priority=priority,
+                once=once,
+                weak=weak,
+                concurrent=concurrent,
+                fleet=fleet,
             )
             return handler
 
@@ -174,42 +202,37 @@ class EventBus(ContextMethods, PluginMethods):
         # Caller holds self._lock. Fresh caches: in-flight publishes keep the old
         # plan they already hold (snapshot semantics), new ones recompile.
         subs = tuple(s for s in subs if s._active)  # purge deferred cancellations
-        state: _State = (subs, {}, {}, {})
+        state: _State = (subs, {}, {}, {}, {})
         self._state = state
         self._sync_plans = state[1]
         self._async_plans = state[2]
 
-    def _matching(self, subs: Iterable[Subscription[Any]], cls: type) -> list[Subscription[Any]]:
-        matched = [s for s in subs if issubclass(cls, s.event_type)]
-        matched.sort(key=lambda s: (-s.priority, s._seq))
-        return matched
-
-    def _compile_sync(self, cls: type) -> _SyncPlan:
-        subs, sync_plans, _, _ = state = self._state
-        matched = self._matching(subs, cls)
-        asyncs = [handler_name(s.handler) for s in matched if s.is_async]
-        if asyncs:
-            # Not cached: every publish_sync of this type must raise again.
-            raise AsyncHandlerError(
-                f"publish_sync({cls.__qualname__}) would skip async handler(s) "
-                f"{', '.join(asyncs)}; use 'await bus.publish(event)' instead"
-            )
-        plan = tuple(s._call for s in matched)
+    def _compile_sync(self, cls: type) -> _plans.SyncPlan:
+        # Not cached on AsyncHandlerError: every publish_sync of cls raises again.
+        state = self._state
+        plan = _plans.sync_plan(state[0], cls, self._sequencer)
         if state is self._state:
-            sync_plans[cls] = plan
+            state[1][cls] = plan
         return plan
 
-    def _compile_async(self, cls: type) -> _AsyncPlan:
-        subs, _, async_plans, slow_plans = state = self._state
-        plan = slow_plans.get(cls)
+    def _compile_async(self, cls: type) -> _plans.AsyncPlan:
+        state = self._state
+        plan = state[3].get(cls)
         if plan is None:
-            plan = tuple(
-                (s._call, 2 if s.concurrent else int(s.is_async)) for s in self._matching(subs, cls)
-            )
+            plan = _plans.async_plan(state[0], cls, self._sequencer)
             if state is self._state:
                 # Plans with concurrent handlers never take the fast path, so
                 # they are kept out of the dict it looks in.
-                (slow_plans if any(mode == 2 for _, mode in plan) else async_plans)[cls] = plan
+                (state[3] if _plans.is_concurrent(plan) else state[2])[cls] = plan
+        return plan
+
+    def _fleet_plan(self, cls: type, with_local: bool) -> _plans.FleetPlan:
+        state = self._state
+        plan = state[4].get((cls, with_local))
+        if plan is None:
+            plan = _plans.fleet_plan(state[0], cls, with_local)
+            if state is self._state:
+                state[4][cls, with_local] = plan
         return plan
 
     # ------------------------------------------------------------------ publishing
@@ -220,7 +243,7 @@ class EventBus(ContextMethods, PluginMethods):
         Raises:
             AsyncHandlerError: An async handler is subscribed for this type
                 (raised before any handler runs).
-            EventCycleError: Handlers re-published deeper than ``max_depth``.
+            EventCycleError: The dispatch chain would exceed ``max_depth``.
             ExceptionGroup: Only with ``raise_errors=True``: the handler failures.
         """
         try:
@@ -228,95 +251,39 @@ class EventBus(ContextMethods, PluginMethods):
         except KeyError:
             plan = self._compile_sync(type(event))
         if not plan:
-            if _PUBLISHED:
-                signals._send(signals.event_published, self, event=event, handlers=0, elapsed_ns=0)
+            if PUBLISHED:
+                self._dispatch.published(event, 0, None)
             return
-        if _COMPLETED or _PUBLISHED:
-            self._dispatch_instrumented(event, plan)
-            return
-        # The two hot paths below share their loop body on purpose: a helper
-        # call per publish would cost more than a handler call (module _context).
-        errors = None
-        if self._gate:
-            # Tracked: this thread's stack, guarded against cycles.
-            stack = self._tls.stack
-            if not stack:
-                stack.room = self._sync_room()
-            if len(stack) >= stack.room:
-                self._refuse(event)
-            stack.append(event)
-            try:
-                for handler in plan:
-                    try:
-                        handler(event)
-                    except Exception as exc:
-                        errors = self._failed(event, handler, exc, errors)
-            finally:
-                stack.pop()
-        else:
-            counter = self._untracked_var.get()
-            if counter is None or counter.n:
-                self._first_or_nested(event)
-                return
-            # The fast path: count it (so nesting is noticed), run the loop.
-            counter.n += 1
-            try:
-                for handler in plan:
-                    try:
-                        handler(event)
-                    except Exception as exc:
-                        errors = self._failed(event, handler, exc, errors)
-            finally:
-                counter.n -= 1
-        if errors:
-            self._raise_group(event, errors)
-
-    def _first_or_nested(self, event: DomainEvent) -> None:
-        # First publish in this context: create its counter. A publish while
-        # another is in flight here: a handler is publishing, so track from now on.
-        if self._untracked().n:
-            self._gate = 1
-        self.publish_sync(event)
-
-    def _dispatch_instrumented(self, event: DomainEvent, plan: _SyncPlan) -> None:
-        counter = self._untracked()
-        if counter.n:
-            self._gate = 1
-        tracked = bool(self._gate)
-        if tracked:
-            stack = self._tls.stack
-            if not stack:
-                stack.room = self._sync_room()
-            if len(stack) >= stack.room:
-                self._refuse(event)
-            stack.append(event)
-        else:
-            counter.n += 1
-        errors = None
-        timed = bool(_COMPLETED)
-        start = time.perf_counter_ns()
         try:
+            stack = self._tls.stack
+        except AttributeError:  # this thread's first publish
+            stack = self._context.stack()
+        # The fast path: this thread's stack, when its room allows (module
+        # _context) and the dispatch is not inside an async one or the fleet.
+        if stack:
+            if len(stack) >= stack.room:
+                self._dispatch.publish_sync(event, plan)
+                return
+        elif self._var.get() is not None:
+            self._dispatch.publish_sync(event, plan)
+            return
+        if COMPLETED or PUBLISHED:
+            self._dispatch.publish_sync(event, plan)
+            return
+        stack.append(event)
+        errors = None
+        try:
+            # Inline, not a helper: a call per publish would cost more than a
+            # handler call.
             for handler in plan:
-                t0 = time.perf_counter_ns()
                 try:
                     handler(event)
                 except Exception as exc:
-                    errors = self._failed(event, handler, exc, errors)
-                else:
-                    if timed:
-                        self._completed(event, handler, time.perf_counter_ns() - t0)
+                    errors = self._dispatch.failed(event, plan.owners[handler], exc, errors)
         finally:
-            if tracked:
-                stack.pop()
-            else:
-                counter.n -= 1
-        if _PUBLISHED:
-            elapsed = time.perf_counter_ns() - start
-            signals._send(
-                signals.event_published, self, event=event, handlers=len(plan), elapsed_ns=elapsed
-            )
+            del stack[-1]
         if errors:
-            self._raise_group(event, errors)
+            self._dispatch.raise_group(event, errors)
 
     async def publish(self, event: DomainEvent) -> None:
         """Deliver ``event`` to all its handlers, sync and async, in order.
@@ -326,19 +293,29 @@ class EventBus(ContextMethods, PluginMethods):
         that this call waits for before returning.
 
         Raises:
-            EventCycleError: Handlers re-published deeper than ``max_depth``.
+            EventCycleError: The dispatch chain would exceed ``max_depth``.
             ExceptionGroup: Only with ``raise_errors=True``: the handler failures.
         """
         plan = self._async_plans.get(type(event))
-        if plan is None or self._gate or _COMPLETED or _PUBLISHED:
-            await self._publish_slow(event, plan)
+        try:
+            # A sync dispatch in progress on this thread: a loop runs inside it.
+            nested = bool(self._tls.stack)
+        except AttributeError:  # this thread never published synchronously
+            nested = False
+        if plan is None or nested or COMPLETED or PUBLISHED:
+            await self._publish_careful(event, plan)
             return
-        counter = self._untracked_var.get()
-        if counter is None or counter.n:
-            await self._publish_slow(event, plan)
+        var = self._var
+        parent = var.get()
+        if parent is None:
+            depth = 1
+        elif parent[3] is not None or parent[2] >= self._context.max_depth:
+            await self._publish_careful(event, plan)
             return
-        # The fast path (see publish_sync): no concurrent handlers, no nesting.
-        counter.n += 1
+        else:
+            depth = parent[2] + 1
+        # The fast path: no concurrent handlers, a linked node in the ContextVar.
+        token = var.set((event, parent, depth, None))
         errors = None
         try:
             for handler, is_async in plan:
@@ -348,100 +325,18 @@ class EventBus(ContextMethods, PluginMethods):
                     else:
                         handler(event)
                 except Exception as exc:
-                    errors = self._failed(event, handler, exc, errors)
+                    errors = self._dispatch.failed(event, plan.owners[handler], exc, errors)
         finally:
-            counter.n -= 1
+            var.reset(token)
         if errors:
-            self._raise_group(event, errors)
+            self._dispatch.raise_group(event, errors)
 
-    async def _publish_slow(self, event: DomainEvent, plan: _AsyncPlan | None) -> None:
+    async def _publish_careful(self, event: DomainEvent, plan: _plans.AsyncPlan | None) -> None:
         if plan is None:
             plan = self._compile_async(type(event))
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-        if not plan:
-            if _PUBLISHED:
-                signals._send(signals.event_published, self, event=event, handlers=0, elapsed_ns=0)
-            return
-        counter = self._untracked()
-        if counter.n:
-            self._gate = 1
-        token = None
-        counted = False
-        if self._gate:
-            chain = self._chain_var.get()
-            if len(chain) + len(self._tls.stack) + counter.n >= self.max_depth:
-                self._refuse(event)
-            token = self._chain_var.set((*chain, event))
-        else:
-            counter.n += 1
-            counted = True
-        errors: list[Exception] | None = None
-        tasks: list[tuple[Callable[[Any], Any], asyncio.Task[Any]]] = []
-        timed = bool(_COMPLETED)
-        start = time.perf_counter_ns() if _PUBLISHED else 0
-        try:
-            for handler, mode in plan:
-                t0 = time.perf_counter_ns() if timed else 0
-                try:
-                    if mode == 1:
-                        await handler(event)
-                    elif mode == 0:
-                        handler(event)
-                    else:
-                        if token is None:
-                            # A task copies the context when created, so the chain
-                            # must be set first for current_event() inside it.
-                            self._gate = 1
-                            token = self._chain_var.set((*self._chain_var.get(), event))
-                            counter.n -= 1  # now tracked, not untracked
-                            counted = False
-                        tasks.append((handler, asyncio.ensure_future(handler(event))))
-                        continue
-                except Exception as exc:
-                    errors = self._failed(event, handler, exc, errors)
-                else:
-                    if timed and _COMPLETED:
-                        self._completed(event, handler, time.perf_counter_ns() - t0)
-            if tasks:
-                errors = await self._join(event, tasks, errors)
-        finally:
-            for _, task in tasks:
-                task.cancel()  # no-op for finished tasks; stops orphans if we were cancelled
-            if counted:
-                counter.n -= 1
-            if token is not None:
-                self._chain_var.reset(token)
-        if _PUBLISHED:
-            signals._send(
-                signals.event_published,
-                self,
-                event=event,
-                handlers=len(plan),
-                elapsed_ns=time.perf_counter_ns() - start,
-            )
-        if errors:
-            self._raise_group(event, errors)
-
-    async def _join(
-        self,
-        event: DomainEvent,
-        tasks: list[tuple[Callable[[Any], Any], asyncio.Task[Any]]],
-        errors: list[Exception] | None,
-    ) -> list[Exception] | None:
-        await asyncio.wait([task for _, task in tasks])
-        # Report every handler failure before a BaseException (a cancelled or
-        # interrupted handler) propagates, or failures after it would be lost.
-        escaping: asyncio.Task[Any] | None = None
-        for handler, task in tasks:
-            exc = None if task.cancelled() else task.exception()
-            if isinstance(exc, Exception):
-                errors = self._failed(event, handler, exc, errors)
-            elif escaping is None and (exc is not None or task.cancelled()):
-                escaping = task
-        if escaping is not None:
-            escaping.result()  # re-raises its CancelledError or KeyboardInterrupt
-        return errors
+        await self._dispatch.publish(event, plan)
 
     def publish_threadsafe(self, event: DomainEvent) -> concurrent.futures.Future[None]:
         """Hand ``event`` from any thread to the loop the bus runs on.
@@ -463,61 +358,127 @@ class EventBus(ContextMethods, PluginMethods):
                 "publish_threadsafe() needs the bus's event loop: call 'await bus.start()' "
                 "(or 'async with bus') on the loop first"
             )
-        # run_coroutine_threadsafe copies the current context into the task.
-        # Hand it a copy with this bus's dispatch state cleared: otherwise the
-        # loop's task and this thread share one untracked counter, and this
-        # thread's next top-level publish looks nested in the loop's dispatch.
+        # run_coroutine_threadsafe copies the current context into the task:
+        # hand it a copy with this bus's chain cleared.
         context = contextvars.copy_context()
-        context.run(self._chain_var.set, ())
-        context.run(self._untracked_var.set, None)
+        context.run(self._var.set, None)
         return context.run(asyncio.run_coroutine_threadsafe, self.publish(event), loop)
 
-    # --------------------------------------------------------------- errors
+    # ------------------------------------------------------------------ context
 
-    def _failed(
-        self,
-        event: DomainEvent,
-        call: Callable[[Any], Any],
-        exc: Exception,
-        errors: list[Exception] | None,
-    ) -> list[Exception] | None:
-        handler = self._handler_for(call)
-        _log.error(
-            "handler %s failed on %s",
-            handler_name(handler),
-            type(event).__qualname__,
-            exc_info=exc,
-            extra={"event_type": type(event).__qualname__, "event_id": str(event.event_id)},
-        )
-        if _FAILED:
-            signals._send(signals.handler_failed, self, event=event, handler=handler, exception=exc)
-        if self.raise_errors:
-            errors = [] if errors is None else errors
-            errors.append(exc)
-        return errors
+    def current_event(self) -> DomainEvent | None:
+        """The event being dispatched in this thread or task, or ``None`` at top level.
 
-    def _completed(self, event: DomainEvent, call: Callable[[Any], Any], elapsed: int) -> None:
-        signals._send(
-            signals.handler_completed,
-            self,
-            event=event,
-            handler=self._handler_for(call),
-            elapsed_ns=elapsed,
-        )
+        Inside a handler this is the event the handler was called with.
+        """
+        chain = self._context.chain()
+        return chain[-1] if chain else None
 
-    def _handler_for(self, call: Callable[[Any], Any]) -> object:
-        for sub in self._state[0]:
-            if sub._call is call:
-                return sub.handler
-        # A once-subscription that already cancelled itself: its wrapper knows it.
-        owner = getattr(call, "subscription", None)
-        return owner.handler if isinstance(owner, Subscription) else call
+    def event_chain(self) -> tuple[DomainEvent, ...]:
+        """The events being dispatched in this thread or task, outermost first.
 
-    @staticmethod
-    def _raise_group(event: DomainEvent, errors: list[Exception]) -> None:
-        raise ExceptionGroup(
-            f"{len(errors)} handler(s) failed on {type(event).__qualname__}", errors
-        )
+        Empty at top level; ``(event,)`` inside a handler of a *root* event (one
+        published outside any handler); longer inside handlers of events that
+        other handlers published. Exact from the first publish, in every
+        thread and task: a task or thread started with a copy of the context
+        (``asyncio.create_task`` inside an async dispatch, ``asyncio.to_thread``)
+        continues the chain it was started in.
+        """
+        return self._context.chain()
+
+    def caused_by(self, cause: DomainEvent) -> AbstractContextManager[None]:
+        """Publish inside the block as if from a handler of ``cause``.
+
+        For work a handler hands on to a queue, a task or a thread that
+        publishes later: those events are derived from ``cause``, not roots.
+        Inside the block `event_chain` ends with ``cause`` (after any dispatch
+        already in progress in this task), and ``cause`` counts towards
+        ``max_depth``. The block is local context (module ``_fleet``): with a
+        sequencer, what is published in it is appended.
+
+        Example:
+            with bus.caused_by(balance_event):
+                await bus.publish(net_worth_event)
+
+        Raises:
+            RuntimeError: Called during a sync dispatch in this thread, where
+                publishing makes derived events already.
+        """
+        return self._context.caused_by(cause)
+
+    # ------------------------------------------------------------------ fleet
+
+    @property
+    def sequencer(self) -> Sequencer | None:
+        """The attached `Sequencer`, if any (see `set_sequencer`)."""
+        return self._sequencer
+
+    def set_sequencer(self, sequencer: Sequencer | None) -> None:
+        """Attach the fleet's `Sequencer` (the Redis bridge does), or detach it.
+
+        From now on, events of the types it sequences run their local handlers
+        at publish time (its ``append`` first) and their fleet handlers when it
+        delivers them (`deliver`). ``None`` restores single-process dispatch.
+
+        Raises:
+            TypeError: ``sequencer`` lacks ``sequences`` or ``append``.
+            RuntimeError: Another sequencer is attached.
+        """
+        if sequencer is not None and not isinstance(sequencer, Sequencer):
+            raise TypeError(f"a sequencer needs sequences() and append(), got {sequencer!r}")
+        with self._lock:
+            if sequencer is not None and self._sequencer not in (None, sequencer):
+                raise RuntimeError(f"a sequencer is attached already: {self._sequencer!r}")
+            self._sequencer = sequencer
+            self._replace(self._state[0])
+
+    async def deliver(self, event: DomainEvent, position: str, *, local: bool) -> None:
+        """Run ``event``'s fleet handlers: an entry of the fleet's order, at ``position``.
+
+        The sequencer's reader calls this for every entry, its own included,
+        one at a time, in order. Events the fleet handlers publish are derived
+        in the fleet (module ``_fleet``): positions ``<position>.1``, ``.2``...;
+        their local handlers run only where ``local`` (this worker appended the
+        entry).
+
+        Raises:
+            EventCycleError: The dispatch chain would exceed ``max_depth``.
+            ExceptionGroup: Only with ``raise_errors=True``: the handler failures.
+        """
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        await self._dispatch.deliver(event, position, local)
+
+    def current_position(self) -> str | None:
+        """The fleet position of the event a fleet handler is handling, else ``None``.
+
+        ``"<entry position>"`` for a delivered entry's own event, then
+        ``"<entry position>.1"``, ``.2``... for the events derived from it, the
+        same on every worker (the SSE broadcaster uses it as the SSE id).
+        """
+        node = self._var.get()
+        if node is not None and isinstance(node[3], Place) and not self._context.stack():
+            return node[3].position
+        return None
+
+    def register_projection(self, projection: Projection) -> None:
+        """Register state built by fleet handlers, for a sequencer to snapshot and restore.
+
+        Raises:
+            TypeError: ``projection`` is not a `Projection`.
+            ValueError: A projection with its name is registered already.
+        """
+        self._projections.register(projection)
+
+    def unregister_projection(self, projection: Projection) -> None:
+        """Forget ``projection`` (no error if it was not registered)."""
+        self._projections.unregister(projection)
+
+    def projections(self) -> tuple[Projection, ...]:
+        """The registered projections, in registration order."""
+        return self._projections.all()
+
+    # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Bind the bus to the running loop and run every plugin's ``eventbus_startup``."""
@@ -526,14 +487,3 @@ class EventBus(ContextMethods, PluginMethods):
 
     def __repr__(self) -> str:
         return f"<EventBus subscriptions={len(self._state[0])} plugins={len(self.plugins())}>"
-
-
-EventBus._dispatch_codes = frozenset(
-    {
-        EventBus.publish_sync.__code__,
-        EventBus._first_or_nested.__code__,
-        EventBus._dispatch_instrumented.__code__,
-        EventBus.publish.__code__,
-        EventBus._publish_slow.__code__,
-    }
-)

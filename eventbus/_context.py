@@ -1,206 +1,183 @@
-"""Dispatch context: which event is being dispatched, and how deep.
+"""Dispatch context: which events are being dispatched here, and how deep. Always exact.
 
-Tracking context on every publish would blow the hot-path budget (a
-``ContextVar`` set/reset costs more than three handler calls), so the bus
-tracks it only once something needs it, and then for good:
+Two stores, one per kind of dispatch, both kept from the very first publish:
 
-* a publish starts while another one is in flight *in the same context*
-  (a handler re-publishing; or, for tasks sharing a context, an overlap), or
-* somebody asks for `EventBus.current_event` / `EventBus.event_chain`.
+* Sync dispatch (``publish_sync``) pushes its event onto a per-thread list, a
+  `Stack`. Sync dispatch never yields to an event loop, so while a thread's
+  stack is not empty, the only code running on that thread is inside that
+  dispatch: a per-thread list is exact, and it is the cheapest store there is
+  (a list append and a ``del``, where a ``ContextVar`` set/reset costs more
+  than three handler calls).
+* Async dispatch (``publish``, ``deliver``) sets a ``ContextVar`` to a *node*,
+  the tuple ``(event, parent node, depth, info)``. Each task sees its own chain
+  across ``await``; a task or thread started with a copy of the context
+  (``create_task``, ``asyncio.to_thread``) continues the chain it was started in.
 
-Until then each context (thread, or task) keeps only a count of the untracked
-dispatches it has in flight (`Untracked`, in a ``ContextVar``): two threads
-publishing at once are not nesting and never switch tracking on. While tracking:
+The chain is the ``ContextVar``'s nodes, outermost first, then the thread's
+stack: in one thread, sync levels always run inside the async levels. One
+shape breaks that rule: an event loop run *inside* a sync handler
+(``asyncio.run`` in a handler). An async dispatch that starts while its
+thread's stack is not empty copies the stack into its chain and marks the
+copy with a `StackMark`, so the chain is still exact there, and it sends the
+thread's sync publishes to the careful path (``room`` 0) until it ends.
 
-* sync dispatch pushes onto a per-thread stack. Sync dispatch never yields to
-  the event loop, so a per-thread stack is exact even with many asyncio tasks;
-* async dispatch keeps an immutable chain in a ``ContextVar``, so each task
-  sees its own chain across ``await``.
-
-For the moment tracking switches on, events already in flight untracked are
-found by walking the current thread's frames (`find_in_frames`), so answers are
-right even then.
+A node's ``info`` is ``None`` for an ordinary dispatch, a `StackMark`, or the
+fleet position of an event being delivered from the fleet's order (see
+`eventbus._fleet`). Anything but ``None`` sends publishes under that node to
+the careful path.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
-import sys
-import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
-from types import CodeType
-from typing import TYPE_CHECKING, ClassVar, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, final
 
 from eventbus.exceptions import EventCycleError
 
 if TYPE_CHECKING:
     from eventbus.events import DomainEvent
 
-__all__ = ["ContextMethods", "Untracked", "find_in_frames"]
+__all__ = ["DispatchContext", "Node", "Stack", "StackMark"]
+
+#: ``(event, parent node, depth, info)``: one level of async dispatch.
+Node = tuple["DomainEvent", "Node | None", int, object]
 
 
-class Untracked:
-    """How many untracked dispatches are in flight in one context (thread or task).
+@final
+class Stack(list["DomainEvent"]):
+    """One thread's sync dispatch stack.
 
-    One per context, kept in a ``ContextVar``: other threads have their own, so
-    two threads publishing at once never look like nesting. Tasks created while
-    one is set share it, which can only make nesting look likelier: safe.
+    Attributes:
+        room: How deep the fast path may push before it hands over to the
+            careful one (which checks the exact depth). ``max_depth`` for a
+            stack whose bottom is at top level, less when its bottom runs
+            inside an async dispatch, 0 while a loop runs inside its dispatch.
+        nested: Async dispatches running inside this stack's dispatch (an
+            event loop run by a sync handler).
+        saved_room: ``room`` from before the first of those.
     """
 
-    __slots__ = ("n",)
+    __slots__ = ("nested", "room", "saved_room")
 
-    def __init__(self) -> None:
-        self.n = 0
-
-
-class _Stack(list["DomainEvent"]):
-    """A thread's sync dispatch stack; ``room`` is how deep it may grow."""
-
-    __slots__ = ("room",)
-
-    def __init__(self) -> None:
+    def __init__(self, room: int) -> None:
         super().__init__()
-        self.room = 0
+        self.room = self.saved_room = room
+        self.nested = 0
 
 
-class _ThreadStack(threading.local):
-    def __init__(self) -> None:
-        self.stack = _Stack()
+@final
+class StackMark:
+    """Marks a chain that copied ``stack[:base]`` (module docstring)."""
+
+    __slots__ = ("base", "stack")
+
+    def __init__(self, stack: Stack, base: int) -> None:
+        self.stack = stack
+        self.base = base
 
 
-def find_in_frames(owner: object, codes: frozenset[CodeType]) -> list[DomainEvent]:
-    """Find events being dispatched by ``owner`` in the calling thread's frames.
+@final
+class DispatchContext:
+    """The dispatch state of one bus: per-thread stacks and the async chain.
 
-    Looks for frames running one of ``codes`` whose ``self`` is ``owner`` and
-    returns their ``event`` locals, outermost first. A dispatch frame called
-    directly by another for the same event (a fast path handing over to a slow
-    one) counts once. Costs a stack walk; used only in the rare moments
-    described in the module docstring.
+    Args:
+        max_depth: How many events may be in one chain (`EventCycleError` beyond).
     """
-    found: list[DomainEvent] = []
-    child_event: object = None
-    frame = sys._getframe(1)
-    while frame is not None:
-        event: object = None
-        if frame.f_code in codes:
-            local = frame.f_locals
-            if local.get("self") is owner and "event" in local:
-                event = local["event"]
-                if event is not child_event:
-                    found.append(event)  # type: ignore[arg-type]  # "event" locals are events
-        child_event = event
-        frame = frame.f_back  # type: ignore[assignment]
-    found.reverse()
-    return found
 
-
-class ContextMethods:
-    """`EventBus`'s context state, context queries and depth guard (module docstring)."""
-
-    __slots__ = ("_chain_var", "_gate", "_tls", "_untracked_var", "max_depth")
-    _dispatch_codes: ClassVar[frozenset[CodeType]]
+    __slots__ = ("max_depth", "tls", "var")
 
     def __init__(self, max_depth: int) -> None:
-        if max_depth < 1:
-            raise ValueError(f"max_depth must be >= 1, got {max_depth}")
+        if not isinstance(max_depth, int) or max_depth < 1:
+            raise ValueError(f"max_depth must be an int >= 1, got {max_depth!r}")
         self.max_depth: Final = max_depth
-        # Non-zero once tracking is on: the publish fast paths test only this.
-        self._gate = 0
-        self._tls: Final = _ThreadStack()
-        self._chain_var: Final[ContextVar[tuple[DomainEvent, ...]]] = ContextVar(
-            "eventbus_chain", default=()
-        )
-        self._untracked_var: Final[ContextVar[Untracked | None]] = ContextVar(
-            "eventbus_untracked", default=None
-        )
+        # A plain _thread._local, not a threading.local subclass: reading an
+        # attribute of a subclass walks its MRO first, and this read is on the
+        # hot path of every publish_sync. Its ``stack`` is made on first use.
+        self.tls: Final[Any] = _thread._local()
+        self.var: Final[ContextVar[Node | None]] = ContextVar("eventbus_chain", default=None)
 
-    def _untracked(self) -> Untracked:
-        """This context's untracked-dispatch counter, created on first use."""
-        counter = self._untracked_var.get()
-        if counter is None:
-            counter = Untracked()
-            self._untracked_var.set(counter)
-        return counter
+    def stack(self) -> Stack:
+        """This thread's `Stack`, made on its first use."""
+        try:
+            stack: Stack = self.tls.stack
+        except AttributeError:
+            stack = self.tls.stack = Stack(self.max_depth)
+        return stack
 
-    def current_event(self) -> DomainEvent | None:
-        """The event being dispatched in this thread or task, or ``None`` at top level.
+    # ------------------------------------------------------------------ queries
 
-        Inside a handler this is the event the handler was called with. The
-        first call switches context tracking on for this bus (see `event_chain`).
-        """
-        chain = self.event_chain()
-        return chain[-1] if chain else None
+    def chain(self) -> tuple[DomainEvent, ...]:
+        """The events being dispatched in this thread or task, outermost first."""
+        node = self.var.get()
+        stack = self.stack()
+        if node is None:
+            return tuple(stack)
+        events: list[DomainEvent] = []
+        mark: StackMark | None = None
+        while node is not None:
+            events.append(node[0])
+            if mark is None and isinstance(node[3], StackMark):
+                mark = node[3]
+            node = node[1]
+        events.reverse()
+        if mark is not None and mark.stack is stack:
+            # The stack's first ``base`` events are in the chain already.
+            return (*events, *stack[mark.base :])
+        return (*events, *stack)
 
-    def event_chain(self) -> tuple[DomainEvent, ...]:
-        """The events being dispatched in this thread or task, outermost first.
+    def depth(self) -> int:
+        """How many events are in this thread's or task's chain."""
+        return len(self.chain())
 
-        Empty at top level; ``(event,)`` inside a handler of a *root* event (one
-        published outside any handler); longer inside handlers of events that
-        other handlers published. The Redis bridge forwards only root events.
+    def refuse(self, event: DomainEvent) -> NoReturn:
+        """Raise `EventCycleError` for ``event``, naming the whole chain."""
+        names = tuple(type(e).__qualname__ for e in (*self.chain(), event))
+        raise EventCycleError(names, self.max_depth)
 
-        Context is tracked only once something needs it (module ``_context``):
-        the first call switches tracking on for this bus, for good.
-        """
-        self._gate = 1
-        chain = self._chain_var.get() + tuple(self._tls.stack)
-        counter = self._untracked_var.get()
-        if counter is not None and counter.n:
-            # Some dispatch started before tracking switched on; only the
-            # frames know about it.
-            framed = find_in_frames(self, self._dispatch_codes)
-            if len(framed) > len(chain):
-                return tuple(framed)
-        return chain
+    # ------------------------------------------------------------------ changes
+
+    def node(self, event: DomainEvent, parent: Node | None, info: object = None) -> Node:
+        """A node for ``event`` under ``parent``, or refuse it past ``max_depth``."""
+        depth = 1 if parent is None else parent[2] + 1
+        if depth > self.max_depth:
+            self.refuse(event)
+        return (event, parent, depth, info)
+
+    def absorb_stack(self, parent: Node | None, stack: Stack) -> Node:
+        """Copy ``stack`` into a chain under ``parent``, marked (module docstring)."""
+        node = parent
+        for event in stack:
+            node = (event, node, 1 if node is None else node[2] + 1, None)
+        assert node is not None  # the stack is not empty
+        return (node[0], node[1], node[2], StackMark(stack, len(stack)))
+
+    @contextlib.contextmanager
+    def loop_inside_sync(self, stack: Stack) -> Iterator[None]:
+        """While an async dispatch runs inside ``stack``'s sync dispatch: careful path."""
+        if not stack.nested:
+            stack.saved_room = stack.room
+        stack.nested += 1
+        stack.room = 0
+        try:
+            yield
+        finally:
+            stack.nested -= 1
+            if not stack.nested:
+                stack.room = stack.saved_room
 
     @contextlib.contextmanager
     def caused_by(self, cause: DomainEvent) -> Iterator[None]:
-        """Publish inside the block as if from a handler of ``cause``.
-
-        For work a handler hands on to a queue, a task or a thread that
-        publishes later: those events are derived from ``cause``, not roots.
-        Inside the block `event_chain` starts with ``cause`` (after any async
-        dispatch already in progress), so plugins that treat root events
-        specially see them for what they are (the Redis bridge forwards roots
-        only), and ``cause`` counts towards ``max_depth``. Switches context
-        tracking on.
-
-        Example:
-            with bus.caused_by(balance_event):
-                await bus.publish(net_worth_event)
-
-        Raises:
-            RuntimeError: Called during a sync dispatch in this thread, where
-                publishing makes derived events already.
-        """
-        if self._tls.stack:
+        """See `eventbus.EventBus.caused_by`."""
+        if self.stack():
             raise RuntimeError(
                 "caused_by() inside a sync dispatch: events published here are derived "
                 "from it already; publish directly"
             )
-        self._gate = 1
-        token = self._chain_var.set((*self._chain_var.get(), cause))
+        token = self.var.set(self.node(cause, self.var.get()))
         try:
             yield
         finally:
-            self._chain_var.reset(token)
-
-    def _sync_room(self) -> int:
-        """How many sync levels may nest from the bottom of this thread's stack."""
-        counter = self._untracked_var.get()
-        untracked = counter.n if counter is not None else 0
-        return self.max_depth - len(self._chain_var.get()) - untracked
-
-    def _refuse(self, event: DomainEvent) -> NoReturn:
-        """Raise `EventCycleError` for ``event``, naming the whole chain."""
-        chain = self._chain_var.get() + tuple(self._tls.stack)
-        counter = self._untracked_var.get()
-        if counter is not None and counter.n:
-            framed = tuple(find_in_frames(self, self._dispatch_codes))
-            if framed and framed[-1] is event:
-                # The caller's own dispatch frame holds ``event``, which is not
-                # in the chain yet: it is added below.
-                framed = framed[:-1]
-            chain = framed if len(framed) > len(chain) else chain
-        names = tuple(type(e).__qualname__ for e in (*chain, event))
-        raise EventCycleError(names, self.max_depth)
+            self.var.reset(token)

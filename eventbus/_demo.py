@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, final
 from uuid import UUID
 
 from eventbus._bus import EventBus
+from eventbus._priority import Priority
 from eventbus._simulator import BASE_CURRENCY, DEMO_RATES, Simulator
 from eventbus.events import DomainEvent
 from eventbus.exceptions import PluginError
@@ -197,8 +198,8 @@ class _Demo:
             raise DemoError("the 'sse' plugin has no broadcaster")
         redis_url = self.options.redis_url or os.environ.get("EVENTBUS_REDIS_URL")
         auth = token_auth(_token_secret(redis_url))
-        self.bus.subscribe(DomainEvent, self._count, priority=-(2**31))
-        self.bus.subscribe(PortfolioNetWorthRecalculated, self._remember, priority=-(2**31))
+        self.bus.subscribe(DomainEvent, self._count, priority=Priority.LAST)
+        self.bus.subscribe(PortfolioNetWorthRecalculated, self._remember, priority=Priority.LAST)
         return broadcaster, auth, demo_app(broadcaster, auth)
 
     async def run(self) -> int:

@@ -63,6 +63,7 @@ class Subscription(Generic[E]):
         priority: Higher runs first; ties run in subscription order.
         is_async: Whether the handler is a coroutine function.
         concurrent: Whether an async handler runs concurrently with the next ones.
+        fleet: Whether it runs on every worker, in the fleet's order (`eventbus.EventBus.deliver`).
         plugin: Name of the plugin that made the subscription, if any.
     """
 
@@ -75,6 +76,7 @@ class Subscription(Generic[E]):
         "_seq",
         "concurrent",
         "event_type",
+        "fleet",
         "is_async",
         "once",
         "plugin",
@@ -93,6 +95,7 @@ class Subscription(Generic[E]):
         once: bool,
         weak: bool,
         concurrent: bool,
+        fleet: bool = False,
         plugin: str | None,
     ) -> None:
         if not isinstance(priority, int) or isinstance(priority, bool):
@@ -109,6 +112,7 @@ class Subscription(Generic[E]):
         if concurrent and not self.is_async:
             raise TypeError(f"concurrent=True needs an async handler, got {handler_name(handler)}")
         self.concurrent = concurrent
+        self.fleet = fleet
         self.plugin = plugin
         self._handler_ref: Callable[[], Handler[E] | None]
         self._call: Callable[[Any], Any]
@@ -153,9 +157,6 @@ class Subscription(Generic[E]):
                 # Delivered already (a plan taken before the cancel, or a race).
                 return _skipped() if is_async else None
 
-            # It cancels itself before the handler runs, so the bus can no longer
-            # find it among its subscriptions: let it name the handler in logs/signals.
-            call_once.subscription = self  # type: ignore[attr-defined]
             call = call_once
         self._call = call
 

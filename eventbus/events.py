@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Final, TypeVar
 from uuid import UUID
 
-from eventbus._uuid7 import uuid7
+from eventbus._uuid7 import derived_uuid7, uuid7
 from eventbus.exceptions import InvalidEventError
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "check_currency",
     "check_decimal",
     "check_uuid",
+    "derived_id",
     "event_class",
     "event_name",
     "event_type",
@@ -105,6 +106,19 @@ class DomainEvent:
                     type(self).__name__, "occurred_at", f"is out of range in UTC: {when}"
                 ) from None
             object.__setattr__(self, "occurred_at", when)
+
+
+def derived_id(cause: DomainEvent, key: str) -> UUID:
+    """The id of the event derived from ``cause`` under ``key``: the same on every worker.
+
+    A UUIDv7 with ``cause.occurred_at`` as its time and the rest hashed from
+    ``cause.event_id`` and ``key``. A handler that derives an event in the
+    fleet (module ``eventbus._fleet``) builds it with
+    ``event_id=derived_id(cause, "networth")`` and
+    ``occurred_at=cause.occurred_at``, so every worker derives the same bytes.
+    ``key`` tells apart several events derived from one cause.
+    """
+    return derived_uuid7(cause.event_id, cause.occurred_at, key)
 
 
 # --------------------------------------------------------------------- validators

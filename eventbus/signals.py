@@ -17,6 +17,10 @@ Every signal is sent with the `EventBus` as sender. Keyword arguments:
 * `handler_failed`: ``event``, ``handler``, ``exception``. Sent for each handler
   that raised an `Exception` (not timed).
 
+``with signals.handler_completed.muted():`` silences a signal for the block
+(blinker's own switch, shared by every thread), for example in a test that
+must not see its own noise.
+
 Instrumentation costs nothing while no receiver is connected: the bus checks
 the receiver dicts (a truth test) before measuring anything. A receiver that
 raises is logged on logger ``eventbus`` and disconnected, so a broken observer
@@ -44,7 +48,12 @@ _log = logging.getLogger("eventbus")
 
 
 def _send(signal: Signal, sender: object, **kwargs: Any) -> None:
-    """Send ``signal``, isolating (logging and disconnecting) a receiver that raises."""
+    """Send ``signal``, isolating (logging and disconnecting) a receiver that raises.
+
+    Honours blinker's ``signal.muted()``: a muted signal reaches nobody.
+    """
+    if signal.is_muted:
+        return
     for receiver in list(signal.receivers_for(sender)):
         try:
             receiver(sender, **kwargs)

@@ -17,19 +17,19 @@ Installed with eventbus, a pytest plugin (entry point ``pytest11``) provides:
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from eventbus._bus import EventBus
+from eventbus._priority import Priority
 from eventbus.events import DomainEvent
 
 __all__ = ["CAPTURE_PRIORITY", "capture_events"]
 
 #: Capturing runs before every ordinary handler, so an outer event is recorded
 #: before the events its handlers publish (depth-first dispatch order).
-CAPTURE_PRIORITY = sys.maxsize
+CAPTURE_PRIORITY = Priority.FIRST
 
 
 @contextmanager

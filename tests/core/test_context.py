@@ -444,11 +444,6 @@ class TestTransitions:
         await asyncio.gather(bus.publish(Ping(n=10)), bus.publish(Ping(n=20)))
         assert seen == {1: [(10, 11), (10,)], 2: [(20, 21), (20,)]}
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="core: tasks sharing the parent's untracked counter count a sibling's "
-        "in-flight dispatch as nesting depth at the transition (reported to the lead)",
-    )
     async def test_sibling_task_does_not_count_as_depth(self) -> None:
         """max_depth=2 allows two levels in a task even while a sibling task is dispatching."""
         bus = EventBus(max_depth=2)
@@ -476,20 +471,7 @@ class TestTransitions:
         assert refused == []
 
     @pytest.mark.parametrize(
-        "primed",
-        [
-            pytest.param(
-                False,
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="core: on a fresh bus the worker thread shares the untracked "
-                    "counter but not the frames, so the nested event looks like a root "
-                    "(reported to the lead)",
-                ),
-                id="fresh",
-            ),
-            pytest.param(True, id="primed"),
-        ],
+        "primed", [pytest.param(False, id="fresh"), pytest.param(True, id="queried")]
     )
     async def test_to_thread_from_an_async_handler(self, primed: bool) -> None:
         """publish_sync run via asyncio.to_thread from a handler nests under its event."""

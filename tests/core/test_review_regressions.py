@@ -196,20 +196,7 @@ class TestChainAcrossLoopsAndTasks:
     """event_chain() gives the same answer whether tracking was on before or not."""
 
     @pytest.mark.parametrize(
-        "primed",
-        [
-            pytest.param(False, id="fresh"),
-            pytest.param(
-                True,
-                id="primed",
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="core: event_chain() is chain_var + thread stack, so an async "
-                    "chain started inside a sync dispatch comes out as (inner, outer): "
-                    "current_event() there is the outer event",
-                ),
-            ),
-        ],
+        "primed", [pytest.param(False, id="fresh"), pytest.param(True, id="queried")]
     )
     def test_asyncio_run_inside_a_sync_handler(self, primed: bool) -> None:
         """A nested loop run by a sync handler nests under that handler's event."""
@@ -227,11 +214,6 @@ class TestChainAcrossLoopsAndTasks:
         bus.publish_sync(outer)
         assert seen == [(outer, inner)]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="core: a task created in a handler sees the parent's event only if tracking "
-        "was on when the handler ran (chain ContextVar copied); on a fresh bus it sees None",
-    )
     async def test_task_created_in_a_handler_fresh_like_primed(self) -> None:
         """Fresh and primed buses agree on current_event() inside a task a handler spawned."""
         answers: list[list[type | None]] = []

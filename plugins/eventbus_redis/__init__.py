@@ -1,9 +1,13 @@
-"""eventbus_redis: the same events in every process, through a Redis stream.
+"""eventbus_redis: one Redis stream as the order of a fleet of workers.
 
-The ``redis`` plugin appends the root events published in this process to a
-Redis stream and re-publishes, on the local bus, the events every other
-process appended. It is inert until configured: set ``EVENTBUS_REDIS_URL`` or
-call `RedisBridgePlugin.configure` before the bus starts. See ``docs/redis.md``.
+The ``redis`` plugin is the bus's sequencer (`eventbus.Sequencer`): every event
+of a sequenced type published in local context is appended to a Redis stream,
+and every worker, the publishing one included, reads the stream and runs its
+fleet handlers (``subscribe(..., fleet=True)``) on every entry, in stream
+order. A worker that starts late restores the projections from a snapshot kept
+in Redis and catches up before its startup returns. It is inert until
+configured: set ``EVENTBUS_REDIS_URL`` or call `RedisBridgePlugin.configure`
+before the bus starts. See ``docs/redis.md``.
 
 Example:
 
@@ -13,7 +17,7 @@ Example:
     bus.load_entry_points()
     bus.get_plugin("redis").configure(url="redis://127.0.0.1:6379")
     async with bus:
-        ...   # root events now reach every process on that Redis
+        ...   # fleet handlers now run on every worker on that Redis, in one order
 """
 
 from eventbus_redis._plugin import RedisBridgePlugin

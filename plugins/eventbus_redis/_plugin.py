@@ -2,8 +2,9 @@
 
 Loaded through entry points, the plugin reads ``EVENTBUS_REDIS_URL``; when it is
 unset (and nobody calls `RedisBridgePlugin.configure`) the plugin subscribes
-nothing and connects nowhere. redis-py is imported only once it has a URL or a
-client, so the plugin loads even without the ``redis`` extra.
+nothing, attaches no sequencer and connects nowhere: one process is then its
+own fleet. redis-py is imported only once it has a URL or a client, so the
+plugin loads even without the ``redis`` extra.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING, Any, final
 
 from eventbus import EventBus, hookimpl
 from eventbus_redis._settings import RedisBridgeSettings, check_url, url_from_env
-from eventbus_redis._sse import sse_ids
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -26,7 +26,11 @@ _ZERO_STATS = ("sent", "received", "buffered", "dropped", "reconnects")
 
 @final
 class RedisBridgePlugin:
-    """Bridges the bus to a Redis stream shared by every process (see ``docs/redis.md``).
+    """Makes a Redis stream the fleet's order: the bus's sequencer (see ``docs/redis.md``).
+
+    Once configured, `eventbus_startup` attaches a `RedisBridge` with
+    ``bus.set_sequencer`` and returns when the bridge has caught up with the
+    stream (projections restored and replayed), or after ``bootstrap_timeout``.
 
     Args:
         url: ``redis://[[user]:password@]host:port/db``, ``rediss://...`` (TLS) or
@@ -101,7 +105,9 @@ class RedisBridgePlugin:
     def statistics(self) -> dict[str, int]:
         """sent, received, buffered, dropped, reconnects (finer counters once started).
 
-        After shutdown, the counters of the last run.
+        Running: also ``own`` (own entries delivered, part of ``received``),
+        ``duplicates``, ``malformed`` and ``snapshots`` (written by this
+        worker). After shutdown, the counters of the last run.
         """
         if self._bridge is None:
             return dict(self._last_stats)
@@ -114,7 +120,7 @@ class RedisBridgePlugin:
 
     @hookimpl
     async def eventbus_startup(self, bus: EventBus) -> None:
-        """Connect and start bridging, if configured; otherwise do nothing."""
+        """If configured: attach the bridge, bootstrap, return once caught up (or timed out)."""
         if not self.configured or self._bridge is not None:
             return
         try:
@@ -127,13 +133,17 @@ class RedisBridgePlugin:
         if client is None:
             assert self._url is not None
             client, owns = _client_from_url(self._url), True
-        bridge = RedisBridge(bus, client, self._settings, owns_client=owns, sse=sse_ids(bus))
-        await bridge.start()
+        bridge = RedisBridge(bus, client, self._settings, owns_client=owns)
+        try:
+            await bridge.start()
+        except BaseException:
+            await bridge.aclose()  # detach, stop the tasks, close the client we made
+            raise
         self._bridge = bridge
 
     @hookimpl
     async def eventbus_shutdown(self, bus: EventBus) -> None:
-        """Flush pending events (bounded by ``drain_timeout``), then close."""
+        """Detach, flush pending events and read them back (``drain_timeout``), then close."""
         bridge, self._bridge = self._bridge, None
         if bridge is not None:
             await bridge.aclose()

@@ -38,14 +38,18 @@ class RedisBridgeSettings:
         block_ms: How long one ``XREAD BLOCK`` waits for new entries.
         backoff_initial: First reconnect delay, in seconds; doubles per failure.
         backoff_max: Cap of the reconnect delay, in seconds.
-        drain_timeout: Seconds `eventbus_shutdown` waits to flush pending events.
-        sse_hold_timeout: With the SSE plugin loaded, how long this process's
-            own SSE clients wait for a forwarded event's stream id (its SSE id)
-            before the frames go out with local ids (Redis slow or down).
-        events: Event classes to bridge (with their subclasses). Only classes
-            with a codec wire name are ever sent.
-        forward_always: Classes forwarded even when a handler published them
-            (derived events); by default only root events are forwarded.
+        drain_timeout: Seconds `eventbus_shutdown` waits to flush pending events
+            and to read this worker's last entries back.
+        bootstrap_timeout: Seconds `eventbus_startup` waits for the reader to
+            catch up with the stream (snapshot restored, entries replayed)
+            before it returns anyway, logging a warning.
+        snapshot_every: Write a projection snapshot after this many entries
+            since the fleet's newest one; ``None``: no count trigger.
+        snapshot_interval: Write one after this many seconds with new entries;
+            ``None``: no time trigger. (Both ``None``: never write snapshots.)
+        snapshot_keep: Snapshots kept in ``<stream>:snapshots`` (exact ``MAXLEN``).
+        events: Event classes to sequence (with their subclasses). Only classes
+            with a codec wire name are ever sequenced.
     """
 
     stream: str = "eventbus:events"
@@ -57,19 +61,32 @@ class RedisBridgeSettings:
     backoff_initial: float = 0.05
     backoff_max: float = 2.0
     drain_timeout: float = 5.0
-    sse_hold_timeout: float = 1.0
+    bootstrap_timeout: float = 10.0
+    snapshot_every: int | None = 10_000
+    snapshot_interval: float | None = 60.0
+    snapshot_keep: int = 3
     events: tuple[type[DomainEvent], ...] = (DomainEvent,)
-    forward_always: tuple[type[DomainEvent], ...] = ()
+
+    @property
+    def snapshot_stream(self) -> str:
+        """The stream of projection snapshots: ``<stream>:snapshots``."""
+        return f"{self.stream}:snapshots"
 
     def __post_init__(self) -> None:
         if not isinstance(self.stream, str) or not self.stream:
             raise ValueError(f"stream must be a non-empty str, got {self.stream!r}")
-        for name in ("maxlen", "buffer_size", "batch_size", "read_count", "block_ms"):
+        ints = ("maxlen", "buffer_size", "batch_size", "read_count", "block_ms", "snapshot_keep")
+        for name in (*ints, "snapshot_every"):
             value = getattr(self, name)
+            if name not in ints and value is None:
+                continue
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        for name in ("backoff_initial", "backoff_max", "drain_timeout", "sse_hold_timeout"):
+        numbers = ("backoff_initial", "backoff_max", "drain_timeout", "bootstrap_timeout")
+        for name in (*numbers, "snapshot_interval"):
             value = getattr(self, name)
+            if name not in numbers and value is None:
+                continue
             if type(value) not in (int, float) or not value > 0:
                 raise ValueError(f"{name} must be a number > 0, got {value!r}")
         if self.backoff_max < self.backoff_initial:
@@ -77,12 +94,11 @@ class RedisBridgeSettings:
                 f"backoff_max ({self.backoff_max!r}) must be >= backoff_initial "
                 f"({self.backoff_initial!r})"
             )
-        for name in ("events", "forward_always"):
-            classes = getattr(self, name)
-            if not isinstance(classes, tuple) or not all(
-                isinstance(c, type) and issubclass(c, DomainEvent) for c in classes
-            ):
-                raise ValueError(f"{name} must be a tuple of DomainEvent classes, got {classes!r}")
+        classes = self.events
+        if not isinstance(classes, tuple) or not all(
+            isinstance(c, type) and issubclass(c, DomainEvent) for c in classes
+        ):
+            raise ValueError(f"events must be a tuple of DomainEvent classes, got {classes!r}")
         if not self.events:
             raise ValueError("events must name at least one DomainEvent class")
 
@@ -96,9 +112,8 @@ class RedisBridgeSettings:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise TypeError(f"unknown Redis bridge setting(s): {', '.join(unknown)}")
-        for name in ("events", "forward_always"):
-            if name in changes and not isinstance(changes[name], tuple):
-                changes[name] = tuple(changes[name])
+        if "events" in changes and not isinstance(changes["events"], tuple):
+            changes["events"] = tuple(changes["events"])
         return dataclasses.replace(self, **changes)
 
 

@@ -26,7 +26,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from eventbus_redis._settings import RedisBridgeSettings
 
-__all__ = ["OUTAGE", "Appender", "Backoff", "entries", "is_transient"]
+__all__ = [
+    "OUTAGE",
+    "Appender",
+    "Backoff",
+    "StreamId",
+    "as_bytes",
+    "entries",
+    "is_transient",
+    "stream_id",
+]
 
 _log = logging.getLogger("eventbus.redis")
 
@@ -44,13 +53,34 @@ _TRANSIENT_CODES: Final = re.compile(r"\b(BUSY|LOADING|READONLY|OOM|TRYAGAIN|MAS
 # A script runs isolated (no other client's entries interleave) but is not a
 # transaction: an error midway keeps the entries before it, and a reply lost
 # with the connection means a retry appends the batch again (readers skip
-# sequence numbers they have seen).
+# sequence numbers they have seen). It returns the last entry's id: shutdown
+# waits until the reader has delivered it.
 _APPEND_LUA: Final = """
+local id
 for i = 2, #ARGV, 2 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[i], ARGV[i + 1])
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[i], ARGV[i + 1])
 end
-return (#ARGV - 1) / 2
+return id
 """
+
+#: A stream entry id as ``(milliseconds, sequence)``: ordered like the stream.
+StreamId = tuple[int, int]
+
+
+def as_bytes(value: object) -> bytes:
+    """A reply item as bytes, whether the client decodes responses or not."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def stream_id(raw: bytes | str) -> StreamId:
+    """Parse ``b"1718000000000-3"`` into ``(1718000000000, 3)``.
+
+    Raises:
+        ValueError: Not a complete stream id.
+    """
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq)
 
 
 @final
@@ -74,8 +104,8 @@ class Appender:
         self._script = client.register_script(_APPEND_LUA)
         self._use_script = True
 
-    async def append(self, batch: list[tuple[bytes, bytes]]) -> None:
-        """Append ``batch`` in order.
+    async def append(self, batch: list[tuple[bytes, bytes]]) -> bytes:
+        """Append ``batch`` (not empty) in order; return the last entry's stream id.
 
         Raises:
             RedisError: As redis-py raises it (see `is_transient`); OSError.
@@ -86,8 +116,7 @@ class Appender:
             for header, payload in batch:
                 args += (header, payload)
             try:
-                await self._script(keys=[settings.stream], args=args)
-                return
+                return as_bytes(await self._script(keys=[settings.stream], args=args))
             except RedisError as exc:
                 if not _scripts_refused(exc):
                     raise
@@ -96,7 +125,8 @@ class Appender:
         pipe = self._client.pipeline(transaction=True)
         for header, payload in batch:
             pipe.xadd(settings.stream, {header: payload}, maxlen=settings.maxlen, approximate=True)
-        await pipe.execute()
+        ids: list[Any] = await pipe.execute()
+        return as_bytes(ids[-1])
 
 
 @final

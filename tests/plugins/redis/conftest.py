@@ -1,9 +1,10 @@
-"""Fixtures for the Redis bridge tests: a real redis-server, buses bridged to it.
+"""Fixtures for the Redis bridge tests: a real redis-server, workers bridged to it.
 
 `redis_server` runs ``redis-server`` on a free 127.0.0.1 port with persistence
 off and its own temp dir; it can be stopped and started again on the same port
-(the restart tests). `bridged` builds started buses whose bridges point at it;
-teardown closes them, then the server.
+(the outage tests). `workers` builds buses whose bridges point at it, each one
+a worker of the fleet as far as Redis can tell (its own origin id and
+connections); teardown closes them, then the server.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from typing import Any
 
 import pytest
 
-from eventbus import EventBus
+from eventbus import DomainEvent, EventBus
 from eventbus_redis import RedisBridgePlugin
-from tests.plugins.sse.conftest import _client, _serve  # noqa: F401  # SSE across workers
+from tests.plugins.redis.helpers import History, Worker
 from tests.support import RedisServer, require_binary
 
-Bridged = Callable[..., Awaitable[tuple[EventBus, RedisBridgePlugin]]]
+__all__ = ["MakeWorker", "RedisServer"]
+
+#: ``await make(...)``: see `_workers`.
+MakeWorker = Callable[..., Awaitable[Worker]]
 
 
 @pytest.fixture(name="redis_binary")
@@ -35,27 +39,43 @@ def _redis_server(redis_binary: str, tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture(name="bridged")
-async def _bridged(redis_server: RedisServer) -> AsyncIterator[Bridged]:
-    """Factory: a started bus (``raise_errors=True``) with a bridge to ``redis_server``.
+@pytest.fixture(name="workers")
+async def _workers(redis_server: RedisServer) -> AsyncIterator[MakeWorker]:
+    """Factory: a started worker (bus with ``raise_errors=True``) bridged to ``redis_server``.
 
-    Keyword arguments go to `RedisBridgePlugin` (settings); ``plugins`` is a list of
-    (name, plugin) registered before the bridge.
+    Keywords: ``url`` (default the server's), ``history`` (a `History`
+    projection to register, with its fleet handler on every event),
+    ``record`` (subscribe the catch-all local and fleet handlers, default
+    True), ``setup`` (called with the bus before it starts), ``start``
+    (default True); any other keyword is a `RedisBridgePlugin` setting.
     """
-    buses: list[EventBus] = []
+    made: list[EventBus] = []
 
     async def make(
-        *, plugins: tuple[tuple[str, object], ...] = (), url: str | None = None, **options: Any
-    ) -> tuple[EventBus, RedisBridgePlugin]:
+        *,
+        url: str | None = None,
+        history: History | None = None,
+        record: bool = True,
+        setup: Callable[[EventBus], None] | None = None,
+        start: bool = True,
+        **options: Any,
+    ) -> Worker:
         bus = EventBus(raise_errors=True)
-        for name, plugin in plugins:
-            bus.register_plugin(plugin, name=name)
-        bridge = RedisBridgePlugin(url or redis_server.url, **options)
-        bus.register_plugin(bridge, name="redis")
-        await bus.start()
-        buses.append(bus)
-        return bus, bridge
+        plugin = RedisBridgePlugin(url or redis_server.url, **options)
+        worker = Worker(bus, plugin, history=history)
+        if record:
+            worker.record()
+        if history is not None:
+            bus.register_projection(history)
+            bus.subscribe(DomainEvent, history.on_event, fleet=True)
+        if setup is not None:
+            setup(bus)
+        bus.register_plugin(plugin, name="redis")
+        made.append(bus)  # closing a bus that never started is harmless
+        if start:
+            await bus.start()
+        return worker
 
     yield make
-    for bus in reversed(buses):
+    for bus in reversed(made):
         await bus.aclose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from uuid import uuid4
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -12,8 +12,7 @@ from eventbus import EventBus
 from eventbus.portfolio import AccountBalanceUpdated
 from eventbus_redis import ENV_URL, RedisBridgePlugin, RedisBridgeSettings
 from tests.plugins.redis.conftest import RedisServer
-from tests.plugins.redis.test_bridge import arrived, collect
-from tests.plugins.sse.helpers import holdings
+from tests.plugins.redis.helpers import Worker, holdings
 from tests.support import wait_until_async
 
 
@@ -26,20 +25,29 @@ def loaded_plugin() -> tuple[EventBus, RedisBridgePlugin]:
     return bus, plugin
 
 
+def worker(plugin: RedisBridgePlugin) -> Worker:
+    """A recording worker (not started) with ``plugin`` registered."""
+    result = Worker(EventBus(raise_errors=True), plugin)
+    result.record()
+    result.bus.register_plugin(plugin, name="redis")
+    return result
+
+
 class TestInert:
     """Installed and loaded, the plugin does nothing until configured."""
 
     async def test_entry_point_without_url_subscribes_nothing(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Loaded by entry point with no URL: no subscriptions, no connection, zero counters."""
+        """Loaded by entry point with no URL: no sequencer, no connection, zero counters."""
         monkeypatch.delenv(ENV_URL, raising=False)
         bus, plugin = loaded_plugin()
         assert not plugin.configured
         async with bus:
             info = next(p for p in bus.plugins() if p.name == "redis")
             assert info.subscriptions == ()
-            bus.publish_sync(holdings(uuid4()))
+            assert bus.sequencer is None
+            bus.publish_sync(holdings())
         assert plugin.statistics() == dict.fromkeys(
             ("sent", "received", "buffered", "dropped", "reconnects"), 0
         )
@@ -51,7 +59,8 @@ class TestInert:
         monkeypatch.setenv(ENV_URL, redis_server.url)
         bus, plugin = loaded_plugin()
         async with bus:
-            bus.publish_sync(holdings(uuid4()))
+            assert bus.sequencer is not None
+            bus.publish_sync(holdings())
             await wait_until_async(lambda: plugin.statistics()["sent"] == 1, what="sent")
 
     async def test_configure_the_loaded_plugin(
@@ -65,7 +74,7 @@ class TestInert:
             with pytest.raises(RuntimeError, match="before the bus starts"):
                 plugin.configure(url=redis_server.url)
             for _ in range(50):
-                bus.publish_sync(holdings(uuid4()))
+                bus.publish_sync(holdings())
             await wait_until_async(lambda: plugin.statistics()["sent"] == 50, what="sent")
         with redis_server.client() as client:
             assert 10 <= client.xlen("custom") < 50  # MAXLEN ~ trims in whole nodes
@@ -77,14 +86,12 @@ class TestConnections:
     async def test_client_instance_is_used_and_left_open(self, redis_server: RedisServer) -> None:
         """The plugin uses the given client and does not close it."""
         client = Redis(host="127.0.0.1", port=redis_server.port)
-        a, b = EventBus(), EventBus()
-        a.register_plugin(RedisBridgePlugin(client=client), name="redis")
-        b.register_plugin(RedisBridgePlugin(redis_server.url), name="redis")
-        seen_b = collect(b)
-        async with a, b:
-            event = holdings(uuid4())
-            await a.publish(event)
-            await arrived(seen_b, 1)
+        a = worker(RedisBridgePlugin(client=client))
+        b = worker(RedisBridgePlugin(redis_server.url))
+        async with a.bus, b.bus:
+            event = holdings()
+            await a.bus.publish(event)
+            await b.delivered(1)
         assert await client.ping()
         await client.aclose()
 
@@ -94,13 +101,10 @@ class TestConnections:
         server.start()
         try:
             url = f"redis://:s3cret@127.0.0.1:{server.port}/0"
-            a, b = EventBus(), EventBus()
-            a.register_plugin(RedisBridgePlugin(url), name="redis")
-            b.register_plugin(RedisBridgePlugin(url), name="redis")
-            seen_b = collect(b)
-            async with a, b:
-                await a.publish(holdings(uuid4()))
-                await arrived(seen_b, 1)
+            a, b = worker(RedisBridgePlugin(url)), worker(RedisBridgePlugin(url))
+            async with a.bus, b.bus:
+                await a.bus.publish(holdings())
+                await b.delivered(1)
         finally:
             server.stop()
 
@@ -120,10 +124,14 @@ class TestValidation:
             ({"stream": ""}, "stream"),
             ({"events": (int,)}, "events"),
             ({"events": ()}, "events"),
-            ({"forward_always": [str]}, "forward_always"),
+            ({"bootstrap_timeout": 0}, "bootstrap_timeout"),
+            ({"snapshot_every": 0}, "snapshot_every"),
+            ({"snapshot_interval": -1.0}, "snapshot_interval"),
+            ({"snapshot_keep": None}, "snapshot_keep"),
+            ({"drain_timeout": "5"}, "drain_timeout"),
         ],
     )
-    def test_bad_option(self, options: dict[str, object], message: str) -> None:
+    def test_bad_option(self, options: dict[str, Any], message: str) -> None:
         """ValueError names the setting."""
         with pytest.raises(ValueError, match=message):
             RedisBridgePlugin("redis://127.0.0.1:1", **options)
@@ -157,3 +165,8 @@ class TestValidation:
         )
         assert plugin.configured
         assert plugin.settings == RedisBridgeSettings(events=(AccountBalanceUpdated,))
+
+    def test_snapshot_triggers_may_be_off(self) -> None:
+        """``None`` turns a snapshot trigger off; the snapshot stream is named after the stream."""
+        settings = RedisBridgeSettings(stream="s", snapshot_every=None, snapshot_interval=None)
+        assert settings.snapshot_stream == "s:snapshots"

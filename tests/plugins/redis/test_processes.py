@@ -1,4 +1,8 @@
-"""Two real processes on one redis-server: 10,000 events, in order, exactly once."""
+"""Two real processes on one redis-server: 10,000 events, one order, exactly once.
+
+The fleet's two-process tests with SSE and uvicorn are in tests/fleet/; this
+one checks the bridge alone at volume.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,21 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from uuid import uuid4
 
-from eventbus.portfolio import AccountHoldingsUpdated
-from tests.plugins.redis.conftest import Bridged, RedisServer
-from tests.plugins.redis.test_bridge import collect
-from tests.plugins.sse.helpers import holdings
-from tests.support import wait_until_async
+from tests.plugins.redis.conftest import MakeWorker, RedisServer
+from tests.plugins.redis.helpers import numbered
 
 ROOT = Path(__file__).resolve().parents[3]
 COUNT = 10_000
 
 
 class TestTwoProcesses:
-    """Process A (this one) publishes; process B (a subprocess) receives."""
+    """Process A (this one) publishes; process B (a subprocess) runs a fleet handler."""
 
-    async def test_ten_thousand_events_in_order_exactly_once(
-        self, bridged: Bridged, redis_server: RedisServer
+    async def test_ten_thousand_events_in_one_order_exactly_once(
+        self, workers: MakeWorker, redis_server: RedisServer
     ) -> None:
-        """B's handler gets all 10,000 in order; A's handler sees each of its own once."""
+        """B's and A's fleet handlers get all 10,000 in the same order; locals run on A only."""
         worker = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -35,27 +35,28 @@ class TestTwoProcesses:
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            limit=2**24,  # the report is one line of 10,000 ids
+            limit=2**24,  # the report is one line of 20,000 strings
         )
         assert worker.stdout is not None
         assert worker.stdin is not None
         try:
             async with asyncio.timeout(30):
                 assert (await worker.stdout.readline()).strip() == b"ready"
-            a, bridge_a = await bridged()
-            seen_a = collect(a)
-            events: list[AccountHoldingsUpdated] = [holdings(uuid4(), i) for i in range(COUNT)]
+            a = await workers()
+            events = numbered(COUNT)
             for event in events:
-                await a.publish(event)
+                await a.bus.publish(event)
             async with asyncio.timeout(60):
                 report = json.loads(await worker.stdout.readline())
+            await a.delivered(COUNT)
             assert report["ids"] == [str(e.event_id) for e in events]
+            assert report["positions"] == a.positions
+            assert report["local"] == 0
             assert report["stats"]["received"] == COUNT
-            await wait_until_async(
-                lambda: bridge_a.statistics()["echoes"] == COUNT, what="A read its own entries"
-            )
-            assert seen_a == events
-            assert bridge_a.statistics()["received"] == 0
+            assert report["stats"]["own"] == 0
+            assert a.fleet_events == events
+            assert a.local == events
+            assert a.stats()["own"] == COUNT
         finally:
             worker.stdin.close()
             async with asyncio.timeout(30):

@@ -1,0 +1,202 @@
+"""Late joiners and restarts: snapshots in Redis, replay, and a startup that waits.
+
+`History` (tests/plugins/redis/helpers.py) is an order-sensitive projection:
+two workers hold the same state only if they saw the same events in the same
+order, so comparing it checks snapshot, replay and de-duplication at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+import pytest
+
+from eventbus import EventBus, codec
+from eventbus.portfolio import AccountHoldingsUpdated
+from tests.plugins.redis.conftest import MakeWorker, RedisServer
+from tests.plugins.redis.helpers import SNAPSHOTS, STREAM, History, numbered, publish_all
+from tests.support import wait_until_async
+
+
+def snapshot_ids(server: RedisServer) -> list[str]:
+    """The ids (positions) of the snapshots in Redis, oldest first."""
+    with server.client() as client:
+        return [entry_id.decode() for entry_id, _ in client.xrange(SNAPSHOTS)]
+
+
+class TestLateJoiner:
+    """A worker started after the others is right when its startup returns."""
+
+    async def test_restores_the_snapshot_then_replays(
+        self, workers: MakeWorker, redis_server: RedisServer
+    ) -> None:
+        """B's projection equals A's the moment ``start()`` returns; B replayed only the tail."""
+        a = await workers(history=History(), snapshot_every=50)
+        await publish_all(a, numbered(120))
+        await a.delivered(120)
+        await wait_until_async(lambda: len(snapshot_ids(redis_server)) == 2, what="2 snapshots")
+        b = await workers(history=History())
+        assert b.history is not None
+        assert a.history is not None
+        assert b.history.ids == a.history.ids  # no waiting: startup caught up
+        assert b.history.restored == 100
+        assert len(b.fleet) == 20  # the entries after the snapshot's position
+        with redis_server.client() as client:
+            ids = [entry_id.decode() for entry_id, _ in client.xrange(STREAM)]
+        assert snapshot_ids(redis_server) == [ids[49], ids[99]]  # id = position
+        later = numbered(5, 200)
+        await publish_all(b, later)
+        await a.delivered(125)
+        await b.delivered(25)
+        assert b.history.ids == a.history.ids
+
+    async def test_without_a_snapshot_replays_the_whole_stream(
+        self, workers: MakeWorker, redis_server: RedisServer
+    ) -> None:
+        """No snapshot at or before the start: replay from the beginning."""
+        a = await workers(history=History(), snapshot_every=None, snapshot_interval=None)
+        await publish_all(a, numbered(30))
+        await a.delivered(30)
+        b = await workers(history=History())
+        assert a.history is not None
+        assert b.history is not None
+        assert b.history.restored is None
+        assert b.history.ids == a.history.ids
+
+    async def test_a_trimmed_stream_without_snapshot_warns(
+        self, workers: MakeWorker, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """State replayed from a trimmed stream may be incomplete: say so."""
+        a = await workers(maxlen=10, snapshot_every=None, snapshot_interval=None)
+        await publish_all(a, numbered(300))
+        # Not a.delivered(300): a reader behind by more than maxlen misses entries.
+        await wait_until_async(lambda: a.stats()["sent"] == 300, what="300 sent")
+        with caplog.at_level(logging.WARNING, logger="eventbus.redis"):
+            b = await workers(history=History())
+        assert "trimmed" in caplog.text
+        assert b.history is not None
+        assert 0 < len(b.history.ids) < 300
+
+    async def test_a_repeated_entry_after_the_snapshot_is_still_a_duplicate(
+        self, workers: MakeWorker, redis_server: RedisServer
+    ) -> None:
+        """The snapshot carries the de-duplication table: a repeat after it is skipped."""
+        a = await workers(history=History(), snapshot_every=3)
+        events = numbered(4)
+        with redis_server.client() as client:
+            for seq, event in enumerate(events[:3], 1):
+                client.xadd(STREAM, {f"w:{seq}": codec.dumps(event)})
+            await wait_until_async(lambda: len(snapshot_ids(redis_server)) == 1, what="snapshot")
+            (snapshot,) = client.xrange(SNAPSHOTS)
+            assert orjson.loads(snapshot[1][b"@origins"]) == {"w": 3}
+            for seq in (3, 4):  # a retry repeats seq 3
+                client.xadd(STREAM, {f"w:{seq}": codec.dumps(events[seq - 1])})
+        await a.delivered(4)
+        b = await workers(history=History())
+        assert a.history is not None
+        assert b.history is not None
+        assert b.history.restored == 3
+        assert b.history.ids == a.history.ids == [str(e.event_id) for e in events]
+        assert b.stats()["duplicates"] == a.stats()["duplicates"] == 1
+
+
+class TestSnapshots:
+    """Who writes snapshots, and when."""
+
+    async def test_the_fleet_writes_about_one_per_interval(
+        self, workers: MakeWorker, redis_server: RedisServer
+    ) -> None:
+        """Two workers, 200 entries, ``snapshot_every=50``: at most 4 snapshots, ids ascending."""
+        a = await workers(history=History(), snapshot_every=50, snapshot_keep=10)
+        b = await workers(history=History("history"), snapshot_every=50, snapshot_keep=10)
+        await publish_all(a, numbered(200))
+        await a.delivered(200)
+        await b.delivered(200)
+
+        def written() -> int:
+            return a.stats()["snapshots"] + b.stats()["snapshots"]
+
+        # The last due snapshot follows the last delivery: wait for Redis to agree.
+        await wait_until_async(
+            lambda: len(snapshot_ids(redis_server)) == written() >= 1, what="the snapshot writes"
+        )
+        assert written() <= 4
+
+    async def test_keeps_only_the_newest(
+        self, workers: MakeWorker, redis_server: RedisServer
+    ) -> None:
+        """``snapshot_keep=2``: the stream of snapshots holds two."""
+        a = await workers(history=History(), snapshot_every=10, snapshot_keep=2)
+        await publish_all(a, numbered(60))
+        await a.delivered(60)
+        await wait_until_async(lambda: a.stats()["snapshots"] == 6, what="6 snapshots written")
+        assert len(snapshot_ids(redis_server)) == 2
+
+    async def test_time_trigger(self, workers: MakeWorker, redis_server: RedisServer) -> None:
+        """With ``snapshot_interval`` only, a snapshot follows the first entry after it."""
+        a = await workers(history=History(), snapshot_every=None, snapshot_interval=0.05)
+        events = numbered(1)
+        await publish_all(a, events)
+        await a.delivered(1)
+        more = iter(numbered(1000, 1))
+
+        async def snapshotted() -> bool:
+            await a.bus.publish(next(more))  # the interval is checked after each entry
+            return bool(snapshot_ids(redis_server))
+
+        await wait_until_async(snapshotted, what="a time-triggered snapshot")
+
+    async def test_workers_without_projections_write_none(
+        self, workers: MakeWorker, redis_server: RedisServer
+    ) -> None:
+        """Nothing to restore, nothing to write."""
+        a = await workers(snapshot_every=5)
+        await publish_all(a, numbered(20))
+        await a.delivered(20)
+        assert snapshot_ids(redis_server) == []
+
+    async def test_a_reserved_projection_name_is_refused(self, workers: MakeWorker) -> None:
+        """``@...`` names are the bridge's own snapshot fields."""
+        with pytest.raises(ValueError, match="reserves"):
+            await workers(history=History("@origins"))
+
+
+class TestStartupWaits:
+    """``start()`` returns once caught up, or after ``bootstrap_timeout`` with a warning."""
+
+    async def test_returns_after_the_replay(self, workers: MakeWorker) -> None:
+        """3,000 entries to replay: every one reached the fleet handler before start returns."""
+        a = await workers(history=History(), snapshot_every=None, snapshot_interval=None)
+        events = numbered(3000)
+        for event in events:
+            a.bus.publish_sync(event)
+        await a.delivered(3000)
+        b = await workers(history=History())
+        assert b.fleet_events == events
+
+    async def test_timeout_warns_and_catches_up_later(
+        self, workers: MakeWorker, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A fleet handler stuck in the replay: startup returns anyway, and warns."""
+        a = await workers(history=History(), snapshot_every=None, snapshot_interval=None)
+        await publish_all(a, numbered(3))
+        await a.delivered(3)
+        gate = asyncio.Event()
+
+        def stuck(bus: EventBus) -> None:
+            async def wait(event: AccountHoldingsUpdated) -> None:
+                await gate.wait()
+
+            bus.subscribe(AccountHoldingsUpdated, wait, fleet=True)
+
+        with caplog.at_level(logging.WARNING, logger="eventbus.redis"):
+            b = await workers(history=History(), setup=stuck, bootstrap_timeout=0.1)
+        assert "not caught up" in caplog.text
+        assert len(b.fleet) < 3
+        gate.set()
+        await b.delivered(3)
+        assert a.history is not None
+        assert b.history is not None
+        assert b.history.ids == a.history.ids

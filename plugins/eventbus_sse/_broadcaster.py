@@ -319,7 +319,7 @@ class Broadcaster:
         replay = self._buffers.replay(sub.user, last_event_id, sub.types)
         sub.preamble = replay.frames
         sub._after = replay.after
-        sub._after_position = replay.after_position
+        sub._ahead_of = replay.ahead_of
         if replay.reset:
             self._stats["resets_sent"] += 1
         else:

@@ -30,13 +30,13 @@ from typing import Final, final
 
 __all__ = [
     "HEARTBEAT",
+    "EntryKey",
     "Frame",
-    "PositionKey",
     "build_frame",
+    "entry_key",
     "id_epoch",
     "is_position",
     "new_epoch",
-    "position_key",
     "reset_frame",
     "retry_frame",
 ]
@@ -48,7 +48,7 @@ HEARTBEAT: Final = b": heartbeat\n\n"
 #: A position: a stream id ``<ms>-<seq>``, then ``.<k>`` for a derived event.
 #: Nothing else reaches a frame's ``id:`` line from a position: never CR, LF or
 #: NUL, which would break the frame.
-_POSITION: Final = re.compile(r"([0-9]{1,20})-([0-9]{1,20})(?:\.([0-9]{1,9}))?")
+_POSITION: Final = re.compile(r"([0-9]{1,20})-([0-9]{1,20})(?:\.[0-9]{1,9})?")
 _LOCAL_ID: Final = re.compile(r"(e[0-9a-f]{11})-[0-9]+")
 
 
@@ -87,27 +87,27 @@ def id_epoch(sse_id: str) -> str | None:
     return match.group(1) if match else None
 
 
-#: A position in comparable form: (milliseconds, sequence, derived index).
-PositionKey = tuple[int, int, int]
+#: A stream entry in comparable form: (milliseconds, sequence).
+EntryKey = tuple[int, int]
 
 
 def is_position(sse_id: str) -> bool:
-    """Whether ``sse_id`` is a well-formed position (see `position_key`)."""
+    """Whether ``sse_id`` is a well-formed position: ``<ms>-<seq>`` or ``<ms>-<seq>.<k>``."""
     return _POSITION.fullmatch(sse_id) is not None
 
 
-def position_key(sse_id: str) -> PositionKey | None:
-    """Return the sort key of a position id, or ``None`` for any other id.
+def entry_key(sse_id: str) -> EntryKey | None:
+    """Return the stream entry a position id belongs to, or ``None`` for any other id.
 
-    ``"1718000000000-0"`` is ``(1718000000000, 0, 0)``; its derived
-    ``"1718000000000-0.2"`` is ``(1718000000000, 0, 2)``: positions compare in
-    stream order, each derived event right after its cause.
+    ``"1718000000000-0"`` and its derived ``"1718000000000-0.2"`` both belong
+    to ``(1718000000000, 0)``; entries compare in stream order. The frames of
+    one entry are routed in the same order on every worker (its dispatch
+    order), so the order within an entry is the buffer's, never ``k``'s.
     """
     match = _POSITION.fullmatch(sse_id)
     if match is None:
         return None
-    ms, seq, k = match.groups()
-    return int(ms), int(seq), int(k or 0)
+    return int(match.group(1)), int(match.group(2))
 
 
 def build_frame(sse_id: str, name: str, payload: bytes) -> bytes:

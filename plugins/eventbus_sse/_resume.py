@@ -5,12 +5,14 @@ When a new user's buffer would pass ``max_users``, the buffer created longest
 ago is dropped (its user's next resume gets a ``stream.reset``). Lookups scan a
 user's buffer from the newest frame: resume is rare, publishing is not.
 
-A client may come back with an id this broadcaster never routed: a position
-(``<stream id>`` or ``<stream id>.k``) it got from another worker. Positions are
-routed in stream order on every worker, so the buffer still answers as long as
-it reaches back to that position: what follows it is replayed, and live frames
-up to it (another worker may be ahead of this one) are skipped. Only a buffer
-that starts after the position (evicted, or this worker started later) resets.
+A client may come back with a position (``<stream id>`` or ``<stream id>.k``)
+it got from another worker. Every worker routes the same frames in the same
+order, so a buffered position replays what follows it, wherever it was issued.
+A position this worker has not routed *yet* (its entry is newer than every
+entry in the user's buffer: this worker reads the stream a little behind the
+other) replays nothing, and the live frames up to it are skipped as they
+arrive. Any other unknown position resets: its frame was evicted, or this
+worker started after it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections import deque
 from typing import final
 from uuid import UUID
 
-from eventbus_sse._frames import Frame, PositionKey, id_epoch, position_key, reset_frame
+from eventbus_sse._frames import EntryKey, Frame, entry_key, id_epoch, reset_frame
 
 __all__ = ["Replay", "ResumeBuffers"]
 
@@ -33,23 +35,24 @@ class Replay:
             filter applied), or one ``stream.reset`` frame.
         after: Live frames with a ``seq`` up to this one are already covered.
         reset: Whether ``frames`` is a ``stream.reset``.
-        after_position: When the client resumed from a position: live frames
-            at or before it are covered too (it saw them on another worker).
+        ahead_of: The client's position (its entry, its id) when this worker
+            has not routed it yet: live frames up to it are covered too (it
+            saw them on another worker).
     """
 
-    __slots__ = ("after", "after_position", "frames", "reset")
+    __slots__ = ("after", "ahead_of", "frames", "reset")
 
     def __init__(
         self,
         frames: list[bytes],
         after: int,
         reset: bool,
-        after_position: PositionKey | None = None,
+        ahead_of: tuple[EntryKey, str] | None = None,
     ) -> None:
         self.frames = frames
         self.after = after
         self.reset = reset
-        self.after_position = after_position
+        self.ahead_of = ahead_of
 
 
 @final
@@ -91,11 +94,11 @@ class ResumeBuffers:
         """
         frames = list(self._buffers.get(user, ()))
         start = next((i for i in range(len(frames) - 1, -1, -1) if frames[i].id == last_id), None)
-        position = None
-        if start is None:
-            position = position_key(last_id)
-            if position is not None:
-                start = _last_at_or_before(frames, position)
+        ahead_of = None
+        entry = entry_key(last_id) if start is None else None
+        if entry is not None:
+            start = _behind(frames, entry)
+            ahead_of = None if start is None else (entry, last_id)
         if start is None:
             epoch = id_epoch(last_id)
             reason = "epoch" if epoch is not None and epoch != self._epoch else "stale"
@@ -110,18 +113,20 @@ class ResumeBuffers:
             [f.data for f in after if types is None or f.name in types],
             after[-1].seq if after else 0,
             reset=False,
-            after_position=position,
+            ahead_of=ahead_of,
         )
 
 
-def _last_at_or_before(frames: list[Frame], position: PositionKey) -> int | None:
-    """The index of the newest frame routed at or before ``position``, if any.
+def _behind(frames: list[Frame], entry: EntryKey) -> int | None:
+    """Where a client at a position of ``entry`` stands in a buffer that lacks it.
 
-    Frames with positions were routed in stream order, so every later one is
-    past ``position``. ``None`` when the buffer does not reach back that far.
+    Returns the index of the newest buffered position when every buffered
+    position belongs to an older entry (this worker has not delivered
+    ``entry`` yet), else ``None``: the buffer has no position, or it should
+    have held the client's (evicted, or this worker started after it).
     """
     for i in range(len(frames) - 1, -1, -1):
-        key = position_key(frames[i].id)
-        if key is not None and key <= position:
-            return i
+        key = entry_key(frames[i].id)
+        if key is not None:
+            return i if key < entry else None
     return None

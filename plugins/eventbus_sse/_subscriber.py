@@ -12,7 +12,7 @@ from collections import deque
 from typing import Final, final
 from uuid import UUID
 
-from eventbus_sse._frames import Frame, PositionKey, position_key
+from eventbus_sse._frames import EntryKey, Frame, entry_key
 
 __all__ = ["Subscriber"]
 
@@ -40,7 +40,7 @@ class Subscriber:
 
     __slots__ = (
         "_after",
-        "_after_position",
+        "_ahead_of",
         "_done",
         "_frames",
         "_limit",
@@ -59,7 +59,8 @@ class Subscriber:
         self._limit = limit
         self._frames: deque[Frame] = deque()
         self._after = 0
-        self._after_position: PositionKey | None = None
+        # (entry, id) of a position the client saw on a worker ahead of this one.
+        self._ahead_of: tuple[EntryKey, str] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
 
@@ -127,14 +128,14 @@ class Subscriber:
             return None
         frames = list(self._frames)
         self._frames.clear()
-        if (self._after or self._after_position is not None) and frames:
+        if (self._after or self._ahead_of is not None) and frames:
             frames = self._skip_covered(frames)
         return frames
 
     def _skip_covered(self, frames: list[Frame]) -> list[Frame]:
         """Drop live frames the client has already: replayed, or seen on another worker.
 
-        Seqs and positions only grow, so once a frame is past the replay (or
+        Seqs and entries only grow, so once a frame is past the replay (or
         past the client's position) every later one is too, and the check ends.
         """
         kept: list[Frame] = []
@@ -142,11 +143,18 @@ class Subscriber:
             if frame.seq <= self._after:
                 continue
             self._after = 0
-            if self._after_position is not None:
-                key = position_key(frame.id)
-                if key is not None:
-                    if key <= self._after_position:
+            ahead = self._ahead_of
+            if ahead is not None:
+                entry = entry_key(frame.id)
+                if entry is not None:
+                    if entry == ahead[0]:
+                        # Within the client's entry, it saw the frames up to its
+                        # own: they come in the same order on every worker.
+                        if frame.id == ahead[1]:
+                            self._ahead_of = None
                         continue
-                    self._after_position = None
+                    if entry < ahead[0]:
+                        continue
+                    self._ahead_of = None
             kept.append(frame)
         return kept

@@ -12,10 +12,11 @@ from uuid import UUID, uuid4
 import pytest
 
 from eventbus import DomainEvent, EventBus, PluginRegistrationError, Priority
+from eventbus.portfolio import AccountBalanceUpdated, PortfolioNetWorthRecalculated
 from eventbus_sse import Broadcaster, SSEPlugin, Subscriber
 from tests.plugins.networth.helpers import Stream
 from tests.plugins.networth.helpers import balance as account_balance
-from tests.plugins.sse.helpers import balance, broadcaster_of, holdings, worker
+from tests.plugins.sse.helpers import balance, broadcaster_of, holdings, networth, worker
 
 FIRST = Stream.position(0)  # "1700000000000-0"
 
@@ -175,6 +176,24 @@ class TestAcrossWorkers:
         await stream.deliver(b)
         assert await sent(resumed) == on_a[5:]
 
+    async def test_resume_inside_an_entry_on_a_lagging_worker(self) -> None:
+        """The client saw part of an entry's frames: B sends the rest of that entry, in the
+        order every worker routes them (dispatch order, whatever their k), then the others."""
+        stream = Stream()
+        a, b = (_deriving_two(stream) for _ in range(2))
+        user = uuid4()
+        for n in range(3):
+            a.publish_sync(balance(user, str(n + 1), str(n)))
+        await stream.deliver(a)
+        await stream.deliver(b, upto=1)
+        on_a = queued(broadcaster_of(a).connect(user, last_event_id=FIRST))
+        seen = ids_of(on_a)[3]  # the second frame of entry 1
+        assert seen.startswith(f"{stream.position(1)}.")
+        resumed = broadcaster_of(b).connect(user, last_event_id=seen)
+        assert await sent(resumed) == []
+        await stream.deliver(b)
+        assert ids_of(await sent(resumed)) == ids_of(on_a[4:])  # (this helper's ids are random)
+
     async def test_a_position_before_the_buffer_resets(self) -> None:
         """An unknown position older than the user's buffer: stream.reset, with the newest id."""
         stream = Stream()
@@ -214,3 +233,21 @@ class TestAcrossWorkers:
         ]
         foreign = broadcaster_of(b).connect(user, last_event_id=first)
         assert b'"reason":"epoch"' in foreign.preamble[0]
+
+
+def _deriving_two(stream: Stream) -> EventBus:
+    """A worker whose fleet handler derives two events per balance update: a net worth
+    with an async subscriber (its publish is awaited after the handler), then holdings."""
+    bus = stream.attach(EventBus(raise_errors=True))
+    bus.register_plugin(SSEPlugin(), name="sse")
+
+    async def observe(event: PortfolioNetWorthRecalculated) -> None:
+        """An async subscriber, so publish_sync of net worth is queued in the delivery."""
+
+    def derive(event: AccountBalanceUpdated) -> None:
+        bus.publish_sync(networth(event.user_id, str(event.new_balance)))
+        bus.publish_sync(holdings(event.user_id))
+
+    bus.subscribe(PortfolioNetWorthRecalculated, observe, fleet=True)
+    bus.subscribe(AccountBalanceUpdated, derive, fleet=True)
+    return bus

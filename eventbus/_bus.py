@@ -24,8 +24,9 @@ from typing import Any, Final, TypeVar, final
 
 from eventbus import _plans
 from eventbus._context import DispatchContext
-from eventbus._dispatch import COMPLETED, PUBLISHED, Dispatcher
+from eventbus._dispatch import Dispatcher
 from eventbus._fleet import Place, Projection, Projections, Sequencer
+from eventbus._observed import observed, watch
 from eventbus._plugins import PluginHost, PluginMethods, acting_plugin
 from eventbus._subscription import Handler, Subscription
 from eventbus.events import DomainEvent
@@ -92,6 +93,7 @@ class EventBus(PluginMethods):
         self._projections: Final = Projections()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._plugins = PluginHost(self)
+        watch(self)
 
     @property
     def max_depth(self) -> int:
@@ -207,11 +209,17 @@ class EventBus(PluginMethods):
         self._sync_plans = state[1]
         self._async_plans = state[2]
 
+    def _forget_plans(self) -> None:
+        """Drop every cached plan (module ``_observed``)."""
+        with self._lock:
+            self._replace(self._state[0])
+
     def _compile_sync(self, cls: type) -> _plans.SyncPlan:
-        # Not cached on AsyncHandlerError: every publish_sync of cls raises again.
+        # Not cached on AsyncHandlerError (every publish_sync of cls raises
+        # again), nor while observed (every publish takes the careful path).
         state = self._state
         plan = _plans.sync_plan(state[0], cls, self._sequencer)
-        if state is self._state:
+        if state is self._state and not observed():
             state[1][cls] = plan
         return plan
 
@@ -220,7 +228,7 @@ class EventBus(PluginMethods):
         plan = state[3].get(cls)
         if plan is None:
             plan = _plans.async_plan(state[0], cls, self._sequencer)
-            if state is self._state:
+            if state is self._state and not observed():
                 # Plans with concurrent handlers never take the fast path, so
                 # they are kept out of the dict it looks in.
                 (state[3] if _plans.is_concurrent(plan) else state[2])[cls] = plan
@@ -249,10 +257,14 @@ class EventBus(PluginMethods):
         try:
             plan = self._sync_plans[type(event)]
         except KeyError:
+            # The type's first publish, or somebody observes (module _observed).
             plan = self._compile_sync(type(event))
-        if not plan:
-            if PUBLISHED:
+            if plan:
+                self._dispatch.publish_sync(event, plan)
+            else:
                 self._dispatch.published(event, 0, None)
+            return
+        if not plan:
             return
         try:
             stack = self._tls.stack
@@ -265,9 +277,6 @@ class EventBus(PluginMethods):
                 self._dispatch.publish_sync(event, plan)
                 return
         elif self._var.get() is not None:
-            self._dispatch.publish_sync(event, plan)
-            return
-        if COMPLETED or PUBLISHED:
             self._dispatch.publish_sync(event, plan)
             return
         stack.append(event)
@@ -302,7 +311,7 @@ class EventBus(PluginMethods):
             nested = bool(self._tls.stack)
         except AttributeError:  # this thread never published synchronously
             nested = False
-        if plan is None or nested or COMPLETED or PUBLISHED:
+        if plan is None or nested:
             await self._publish_careful(event, plan)
             return
         var = self._var

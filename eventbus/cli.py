@@ -121,7 +121,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             sys.stderr.write(f"eventbus bench: {exc}\n")
             return 2
     rounds, min_time = (2, 0.001) if args.quick else (args.rounds, args.min_time)
-    report = _bench.run(rounds=rounds, min_time=min_time, progress=not args.no_progress)
+    report = _bench.run(
+        rounds=rounds, min_time=min_time, progress=not args.no_progress, redis_url=args.redis
+    )
     print(_bench.format_table(report))
     if args.json:
         with open(args.json, "wb") as out:
@@ -229,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--quick", action="store_true", help="smoke run: tiny samples, meaningless numbers"
+    )
+    bench.add_argument(
+        "--redis",
+        metavar="URL",
+        help="also time the deployed shape: every plugin loaded, the Redis bridge on URL "
+        "(a throwaway stream, deleted afterwards)",
     )
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.set_defaults(func=_cmd_bench)

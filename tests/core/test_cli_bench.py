@@ -59,7 +59,7 @@ class TestTable:
         assert counts == ["0", "1", "3", "10"]
         assert any(line.split()[:3] == ["await", "publish", "3"] for line in out.splitlines())
         assert "Targets:" in out
-        assert "at most 2.0x hand loop" in out
+        assert "at most 2.2x hand loop" in out
 
     def test_progress_goes_to_stderr(self, quick_run: tuple[int, str, str, Path]) -> None:
         """The progress bar is drawn on stderr, never mixed into the table."""

@@ -33,6 +33,7 @@ from eventbus.exceptions import (
     InvalidEventError,
     PluginError,
     PluginLoadError,
+    PluginNotFoundError,
     PluginRegistrationError,
 )
 from eventbus.hookspecs import hookimpl
@@ -50,6 +51,7 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "PluginLoadError",
+    "PluginNotFoundError",
     "PluginRegistrationError",
     "Priority",
     "Projection",

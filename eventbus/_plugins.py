@@ -22,13 +22,13 @@ import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final, overload
 
 import pluggy
 
 from eventbus import hookspecs
 from eventbus._subscription import Subscription, handler_name
-from eventbus.exceptions import PluginLoadError, PluginRegistrationError
+from eventbus.exceptions import PluginLoadError, PluginNotFoundError, PluginRegistrationError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -66,6 +66,8 @@ def acting_plugin(bus: object) -> str | None:
 
 
 _log = logging.getLogger("eventbus")
+
+P = TypeVar("P")
 
 DISABLE_ENV: Final = "EVENTBUS_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV: Final = "EVENTBUS_BLOCK_PLUGINS"
@@ -238,6 +240,17 @@ class PluginHost:
         record = self._records.get(name)
         return None if record is None else record.plugin
 
+    def get_instance(self, cls: type[P]) -> P:
+        """The first registered plugin that is a ``cls``, in registration order.
+
+        Raises:
+            PluginNotFoundError: None is.
+        """
+        for record in self._records.values():
+            if isinstance(record.plugin, cls):
+                return record.plugin
+        raise PluginNotFoundError(cls)
+
     # ---------------------------------------------------------------- lifecycle
 
     def _impls(self, hook: str, only: list[object] | None = None) -> list[pluggy.HookImpl]:
@@ -368,9 +381,25 @@ class PluginMethods:
         """Describe every registered plugin (name, distribution, hooks, subscriptions)."""
         return self._plugins.describe()
 
-    def get_plugin(self, name: str) -> object | None:
-        """Return the registered plugin object called ``name``, or ``None``."""
-        return self._plugins.get(name)
+    @overload
+    def get_plugin(self, plugin: type[P]) -> P: ...
+
+    @overload
+    def get_plugin(self, plugin: str) -> object | None: ...
+
+    def get_plugin(self, plugin: type[P] | str) -> P | object | None:
+        """Return a registered plugin: typed by its class, or untyped by its name.
+
+            sse = bus.get_plugin(SSEPlugin)     # an SSEPlugin, or PluginNotFoundError
+            bus.get_plugin("sse")               # the object registered as "sse", or None
+
+        Raises:
+            PluginNotFoundError: Given a class, no registered plugin is an
+                instance of it (a `LookupError` naming the class).
+        """
+        if isinstance(plugin, type):
+            return self._plugins.get_instance(plugin)
+        return self._plugins.get(plugin)
 
     async def aclose(self) -> None:
         """Run every plugin's ``eventbus_shutdown``, in reverse registration order."""

@@ -13,6 +13,7 @@ derive from `ValueError`, and errors about bad *usage* from `TypeError` or
     ├── BusNotRunningError       (RuntimeError) publish_threadsafe() with no loop
     └── PluginError
         ├── PluginLoadError                     an entry point failed to import
+        ├── PluginNotFoundError  (LookupError)  get_plugin(SomeClass): none registered
         └── PluginRegistrationError             a plugin failed while registering
 
 Handler failures are never wrapped: with ``EventBus(raise_errors=True)`` they are
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidEventError",
     "PluginError",
     "PluginLoadError",
+    "PluginNotFoundError",
     "PluginRegistrationError",
 ]
 
@@ -101,6 +103,21 @@ class PluginLoadError(PluginError):
         super().__init__(
             f"failed to load eventbus plugin entry point {entry_point!r} ({value}) "
             f"from distribution {distribution}: {type(cause).__name__}: {cause}"
+        )
+
+
+class PluginNotFoundError(PluginError, LookupError):
+    """`EventBus.get_plugin` was given a class, and no registered plugin is one.
+
+    Attributes:
+        plugin_class: The class asked for.
+    """
+
+    def __init__(self, plugin_class: type) -> None:
+        self.plugin_class = plugin_class
+        super().__init__(
+            f"no registered plugin is a {plugin_class.__module__}.{plugin_class.__qualname__} "
+            "(load it with bus.load_entry_points() or bus.register_plugin(...))"
         )
 
 

@@ -13,6 +13,7 @@ from uuid import UUID
 import pytest
 from eventbus import EventBus, InvalidEventError, codec
 from eventbus.portfolio import AccountBalanceUpdated
+from eventbus_sse import SSEPlugin
 
 from eventbus_example import LargeWithdrawal, LargeWithdrawalPlugin
 
@@ -138,9 +139,7 @@ class TestPlugin:
     ) -> None:
         """With eventbus's SSE plugin on the bus, startup registers the alert's SSE mapping."""
         event_bus.load_entry_points()
-        sse = event_bus.get_plugin("sse")
-        if sse is None:
-            pytest.skip("the sse plugin is not installed")
+        sse = event_bus.get_plugin(SSEPlugin)
         async with event_bus:
-            names = sse.broadcaster.event_names()  # type: ignore[attr-defined]
+            names = sse.broadcaster.event_names()
         assert "example.withdrawal.large" in names

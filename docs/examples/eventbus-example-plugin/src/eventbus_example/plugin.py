@@ -6,8 +6,9 @@ import logging
 from decimal import Decimal
 from typing import Final, final
 
-from eventbus import EventBus, Subscription, hookimpl
+from eventbus import EventBus, PluginNotFoundError, Priority, Subscription, hookimpl
 from eventbus.portfolio import AccountBalanceUpdated
+from eventbus_sse import SSEPlugin
 
 from eventbus_example.events import LargeWithdrawal
 
@@ -46,17 +47,24 @@ class LargeWithdrawalPlugin:
         # Subscriptions made here are recorded against the plugin: `eventbus
         # plugins` lists them, and a failure here cancels them all (atomic).
         self._bus = bus
-        self._subscription = bus.subscribe(AccountBalanceUpdated, self._on_balance, priority=-10)
+        # A local handler (the default kind): with the Redis bridge it runs once,
+        # on the worker where the balance was published, not on every worker.
+        self._subscription = bus.subscribe(
+            AccountBalanceUpdated, self._on_balance, priority=Priority.DEFAULT - 10
+        )
 
     @hookimpl
     def eventbus_startup(self, bus: EventBus) -> None:
         """Stream alerts to browsers if the SSE plugin is loaded, then announce the threshold."""
         # Startup runs after every plugin is registered, so this is the place to
-        # look for other plugins. Reach them through the bus, never by import:
-        # the SSE plugin may not be installed.
-        broadcaster = getattr(bus.get_plugin("sse"), "broadcaster", None)
-        if broadcaster is not None:
-            broadcaster.register_mapping(LargeWithdrawal, user=lambda event: event.user_id)
+        # look for other plugins: by class, which is typed (the SSE plugin ships
+        # with eventbus, but an application may not have loaded it).
+        try:
+            sse = bus.get_plugin(SSEPlugin)
+        except PluginNotFoundError:
+            pass
+        else:
+            sse.broadcaster.register_mapping(LargeWithdrawal, user=lambda event: event.user_id)
         _log.info("watching for withdrawals of %s or more", self.threshold)
 
     @hookimpl

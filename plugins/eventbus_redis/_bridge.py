@@ -116,7 +116,7 @@ class RedisBridge:
         """
         check_names(self._bus.projections())
         reader = self._reader = Reader(
-            self._bus, self._client, self._settings, self._origin, self._stats
+            self._bus, self._client, self._settings, self._origin, self._writer.own, self._stats
         )
         self._writer.bind()
         self._bus.set_sequencer(self)

@@ -89,7 +89,8 @@ class RedisBridgePlugin:
 
         Raises:
             RuntimeError: The bridge is already running.
-            ValueError: Both ``url`` and ``client``, a bad URL or a bad option.
+            ValueError: Both ``url`` and ``client``, a bad URL, a client that
+                decodes responses, or a bad option.
             TypeError: An unknown option.
         """
         if self._bridge is not None:
@@ -100,6 +101,11 @@ class RedisBridgePlugin:
         if url is not None:
             self._url, self._client = check_url(url), None
         elif client is not None:
+            options_of: Any = client.get_connection_kwargs  # untyped in redis-py
+            if options_of().get("decode_responses"):
+                # Payloads are bytes; decoded replies would fail much later,
+                # entry by entry, in the reader.
+                raise ValueError("the Redis client must not decode responses")
             self._url, self._client = None, client
 
     def statistics(self) -> dict[str, int]:

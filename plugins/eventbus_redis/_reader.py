@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Final, final
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from eventbus import EventBus, codec
+from eventbus import DomainEvent, EventBus, codec
 from eventbus.exceptions import DecodeError
 from eventbus_redis._settings import RedisBridgeSettings
 from eventbus_redis._snapshots import SnapshotStore, capture, restore
@@ -54,6 +55,8 @@ class Reader:
         client: A ``redis.asyncio.Redis`` that does not decode responses.
         settings: The bridge's settings.
         origin: This worker's origin id: its own entries are delivered as local.
+        own: The writer's ``own(seq)``: the event behind an own entry, if it
+            still has it (saves decoding it).
         stats: The bridge's counters; the reader keeps ``received``, ``own``,
             ``duplicates``, ``malformed``, ``reconnects`` and ``snapshots``.
     """
@@ -61,9 +64,9 @@ class Reader:
     __slots__ = (
         "_bus",
         "_client",
-        "_last_key",
         "_origin",
         "_origins",
+        "_own",
         "_progress",
         "_projections",
         "_settings",
@@ -84,19 +87,20 @@ class Reader:
         client: Redis,
         settings: RedisBridgeSettings,
         origin: bytes,
+        own: Callable[[int], DomainEvent | None],
         stats: dict[str, int],
     ) -> None:
         self._bus = bus
         self._client = client
         self._settings = settings
         self._origin = origin
+        self._own = own
         self._stats = stats
         self._snapshots = SnapshotStore(client, settings)
         self._projections = bus.projections()
         self._origins: dict[bytes, int] = {}  # origin -> last sequence number processed
         self._started = time.monotonic()
         self._target: StreamId | None = None
-        self._last_key: StreamId = (0, 0)
         self._since = 0  # entries since the newest snapshot this reader knows of
         self._snapshot_at = time.monotonic()
         self._snapshot_key: StreamId = (0, 0)
@@ -114,7 +118,7 @@ class Reader:
     async def reached(self, position: bytes) -> None:
         """Return once the entry at ``position`` (or a later one) has been processed."""
         target = stream_id(position)
-        while self._last_key < target:
+        while self.last_id is None or stream_id(self.last_id) < target:
             self._progress.clear()
             await self._progress.wait()
 
@@ -142,7 +146,7 @@ class Reader:
         # Entry ids are Redis's clock: the start position is that clock's
         # reading when this worker started, whenever it first reached Redis.
         start = b"%d-0" % max(0, seconds * 1000 + micros // 1000 - elapsed)
-        tail, trimmed = await self._stream_info()
+        tail, gone = await self._stream_info()
         first = start
         if self._projections:
             snapshot = await self._snapshots.at_or_before(start)
@@ -155,32 +159,45 @@ class Reader:
                 )
             else:
                 first = b"0-0"
-                if trimmed:
-                    _log.warning(
-                        "Redis bridge found no snapshot and stream %r was trimmed already: "
-                        "projections replay what is left and may be incomplete",
-                        self._settings.stream,
-                    )
+            if gone > stream_id(first):
+                # Entries the state needs may be gone (MAXLEN trimming, or XDEL).
+                _log.warning(
+                    "Redis bridge replays stream %r from %s, but entries up to %d-%d may "
+                    "have been removed (trimmed or deleted): the projections may be "
+                    "incomplete (keep snapshots more often than the stream is trimmed)",
+                    self._settings.stream,
+                    "its beginning (no snapshot)" if snapshot is None else first.decode(),
+                    *gone,
+                )
         self.last_id = first
-        self._last_key = self._snapshot_key = stream_id(first)
+        self._snapshot_key = stream_id(first)
         self._snapshot_at = time.monotonic()
-        if tail is None or stream_id(tail) <= self._last_key:
+        if tail is None or stream_id(tail) <= self._snapshot_key:
             self.caught_up.set()
         else:
             self._target = stream_id(tail)
 
-    async def _stream_info(self) -> tuple[bytes | None, bool]:
-        """The id of the stream's newest entry (``None``: empty), and whether it was trimmed."""
+    async def _stream_info(self) -> tuple[bytes | None, StreamId]:
+        """The id of the stream's newest entry (``None``: none), and how far entries are gone.
+
+        The second value is the newest id that may have been removed
+        (``(0, 0)``: none): ``XDEL`` records it (Redis 7), and trimming, seen as
+        more entries added than are left, removes everything before the first
+        entry. Older servers cannot tell, and none is assumed.
+        """
         try:
             info: Any = await self._client.xinfo_stream(self._settings.stream)
         except ResponseError as exc:
             if "no such key" in str(exc).lower():
-                return None, False
+                return None, (0, 0)
             raise
-        last = info.get("last-entry")
-        tail = as_bytes(last[0]) if last else None
-        added = info.get("entries-added")  # Redis 7+; older servers cannot tell
-        return tail, added is not None and int(added) > int(info.get("length", 0))
+        first, last = info.get("first-entry"), info.get("last-entry")
+        deleted = info.get("max-deleted-entry-id")
+        gone = (0, 0) if deleted is None else stream_id(as_bytes(deleted))
+        added = info.get("entries-added")
+        if first and added is not None and int(added) > int(info.get("length", 0)):
+            gone = max(gone, stream_id(as_bytes(first[0])))
+        return (as_bytes(last[0]) if last else None), gone
 
     # ------------------------------------------------------------- reading
 
@@ -207,26 +224,49 @@ class Reader:
             if backoff.succeeded():
                 stats["reconnects"] += 1
                 _log.warning("Redis bridge reconnected; resuming after %s", self.last_id)
-            for entry_id, fields in entries(reply):
-                try:
-                    await self._deliver(entry_id, fields)
-                except Exception:  # never let one entry stop the reader
-                    stats["malformed"] += 1
-                    _log.exception("Redis bridge skipped entry %r", entry_id)
-                self._processed(entry_id)
-                if self._snapshot_due():
-                    await self._snapshot()
+            await self._process(reply)
             self._progress.set()
 
-    def _processed(self, entry_id: bytes) -> None:
-        self.last_id = entry_id
-        self._last_key = key = stream_id(entry_id)
-        self._since += 1
-        if self._target is not None and key >= self._target:
+    async def _process(self, reply: Any) -> None:
+        """Deliver the entries of one ``XREAD`` reply, in order (the hot path)."""
+        stats, deliver, snapshots = self._stats, self._bus.deliver, bool(self._projections)
+        entry_id = None
+        for entry_id, fields in entries(reply):
+            try:
+                decoded = self._decode(entry_id, fields)
+                if decoded is not None:
+                    event, local = decoded
+                    position = entry_id.decode()
+                    try:
+                        await deliver(event, position, local=local)
+                    except Exception:  # a strict bus raises its handlers' failures
+                        _log.exception("fleet handlers failed on the event of entry %s", position)
+                    stats["received"] += 1
+                    if local:
+                        stats["own"] += 1
+            except Exception:  # never let one entry stop the reader
+                stats["malformed"] += 1
+                _log.exception("Redis bridge skipped entry %r", entry_id)
+            self.last_id = entry_id
+            if snapshots:
+                self._since += 1
+                if self._snapshot_due():
+                    await self._snapshot()
+        # Caught up once the tail as of bootstrap is processed: checked per
+        # reply, not per entry, to keep id parsing off the hot path.
+        target = self._target
+        if target is not None and entry_id is not None and stream_id(entry_id) >= target:
             self._target = None
             self.caught_up.set()
 
-    async def _deliver(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+    def _decode(
+        self, entry_id: bytes, fields: dict[bytes, bytes]
+    ) -> tuple[DomainEvent, bool] | None:
+        """The entry's event and whether it is this worker's; ``None`` to skip it.
+
+        Skips (and counts) repeats of an origin's sequence numbers and
+        malformed entries; records the origin's sequence number otherwise.
+        """
         stats = self._stats
         try:
             if len(fields) != 1:
@@ -234,7 +274,13 @@ class Reader:
             ((header, payload),) = fields.items()
             origin, _, raw_seq = header.rpartition(b":")
             seq = int(raw_seq)
-            event = codec.loads(payload)
+            origins = self._origins
+            last = origins.get(origin)
+            if last is not None and seq <= last:
+                stats["duplicates"] += 1
+                return None
+            local = origin == self._origin
+            event = (local and self._own(seq)) or codec.loads(payload)
         except (DecodeError, ValueError) as exc:
             stats["malformed"] += 1
             where = entry_id.decode(errors="replace")
@@ -244,32 +290,18 @@ class Reader:
                 exc,
                 extra={"stream_id": where},
             )
-            return
-        origins = self._origins
-        last = origins.pop(origin, None)
-        if last is not None and seq <= last:
-            origins[origin] = last
-            stats["duplicates"] += 1
-            return
-        origins[origin] = seq  # re-inserted: the dict's order is least recently seen first
+            return None
+        if last is not None:
+            del origins[origin]  # re-inserted below: least recently seen first
+        origins[origin] = seq
         if len(origins) > MAX_ORIGINS:
             del origins[next(iter(origins))]
-        local = origin == self._origin
-        position = entry_id.decode()
-        try:
-            await self._bus.deliver(event, position, local=local)
-        except Exception:  # a strict bus raises its handlers' failures: keep reading
-            _log.exception("fleet handlers failed on the event of entry %s", position)
-        stats["received"] += 1
-        if local:
-            stats["own"] += 1
+        return event, local
 
     # ------------------------------------------------------------- snapshots
 
     def _snapshot_due(self) -> bool:
         settings = self._settings
-        if not self._projections or not self._since:
-            return False
         every, interval = settings.snapshot_every, settings.snapshot_interval
         if every is not None and self._since >= every:
             return True
@@ -280,8 +312,9 @@ class Reader:
 
     async def _snapshot(self) -> None:
         """Snapshot the projections at the last entry processed, unless another worker did."""
-        position, key = self.last_id, self._last_key
+        position = self.last_id
         assert position is not None
+        key = stream_id(position)
         try:
             newest = await self._snapshots.newest_position()
         except (RedisError, OSError) as exc:

@@ -13,6 +13,10 @@ An entry has one field: its name is ``<origin id>:<sequence number>`` (the
 writer's random id and its own counter), its value the `eventbus.codec` bytes.
 One field keeps the reply small to parse; the sequence number lets readers
 skip the entries a retried append repeats (`eventbus_redis._reader`).
+
+The writer also remembers the events it appended until its own reader gets
+them back (`Writer.own`): decoding is most of a reader's cost per entry, and
+the publishing worker already holds an equal event.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Writer:
 
     __slots__ = (
         "_appender",
+        "_awaiting",
         "_idle",
         "_inflight",
         "_loop",
@@ -74,6 +79,9 @@ class Writer:
         # Appended from any thread; deque.append and popleft are atomic.
         self._outbox: deque[DomainEvent] = deque(maxlen=settings.buffer_size)
         self._inflight: list[tuple[bytes, bytes]] = []  # (field name, payload)
+        # (sequence number, event) taken for the stream, not yet read back, in
+        # order. Bounded: past it, the reader decodes like any other worker.
+        self._awaiting: deque[tuple[int, DomainEvent]] = deque(maxlen=settings.buffer_size)
         self._seq = 0
         self._unlogged_drops = 0
         self._wake_pending = False
@@ -128,6 +136,22 @@ class Writer:
         self._wake_pending = False
         self._wake.set()
 
+    def own(self, seq: int) -> DomainEvent | None:
+        """The event this writer appended as ``seq``, once, if still remembered.
+
+        The reader asks in stream order, where sequence numbers ascend (it
+        skips repeats first), so everything before ``seq`` is forgotten.
+        """
+        awaiting = self._awaiting
+        while awaiting:
+            first, event = awaiting.popleft()
+            if first == seq:
+                return event
+            if first > seq:
+                awaiting.appendleft((first, event))
+                return None
+        return None
+
     # ---------------------------------------------------------------- the task
 
     async def drained(self) -> None:
@@ -149,6 +173,7 @@ class Writer:
                 continue
             self._seq += 1
             batch.append((b"%s:%d" % (self._origin, self._seq), payload))
+            self._awaiting.append((self._seq, event))
 
     async def run(self) -> None:
         """Append batches until cancelled; retry transient errors with backoff."""

@@ -75,9 +75,29 @@ class TestLateJoiner:
         await wait_until_async(lambda: a.stats()["sent"] == 300, what="300 sent")
         with caplog.at_level(logging.WARNING, logger="eventbus.redis"):
             b = await workers(history=History())
-        assert "trimmed" in caplog.text
+        assert "may have been removed" in caplog.text
         assert b.history is not None
         assert 0 < len(b.history.ids) < 300
+
+    async def test_entries_removed_after_the_snapshot_warn(
+        self,
+        workers: MakeWorker,
+        redis_server: RedisServer,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """An entry after the snapshot's position is gone (trimmed, XDEL): say so."""
+        a = await workers(history=History(), snapshot_every=5)
+        await publish_all(a, numbered(8))
+        await a.delivered(8)
+        await wait_until_async(lambda: snapshot_ids(redis_server), what="a snapshot")
+        with redis_server.client() as client:
+            ids = [entry_id for entry_id, _ in client.xrange(STREAM)]
+            client.xdel(STREAM, ids[6])
+        with caplog.at_level(logging.WARNING, logger="eventbus.redis"):
+            b = await workers(history=History())
+        assert f"entries up to {ids[6].decode()} may have been removed" in caplog.text
+        assert b.history is not None
+        assert len(b.history.ids) == 7  # 5 restored, 2 of the 3 after it replayed
 
     async def test_a_repeated_entry_after_the_snapshot_is_still_a_duplicate(
         self, workers: MakeWorker, redis_server: RedisServer

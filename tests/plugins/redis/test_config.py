@@ -153,6 +153,11 @@ class TestValidation:
         with pytest.raises(ValueError, match=ENV_URL):
             RedisBridgePlugin()
 
+    def test_a_client_that_decodes_responses(self) -> None:
+        """Entries carry bytes: a decoding client is refused up front."""
+        with pytest.raises(ValueError, match="must not decode responses"):
+            RedisBridgePlugin(client=Redis(decode_responses=True))
+
     def test_url_and_client_together(self) -> None:
         """Either a URL or a client."""
         with pytest.raises(ValueError, match="either url or client"):

@@ -141,7 +141,19 @@ def _bind(host: str, port: int) -> socket.socket:
 
 @final
 class _Demo:
-    __slots__ = ("bus", "labels", "options", "out", "published", "sim", "stop", "worth")
+    __slots__ = (
+        "aggregator",
+        "bus",
+        "labels",
+        "names",
+        "opening",
+        "options",
+        "out",
+        "published",
+        "sim",
+        "stop",
+        "worth",
+    )
 
     def __init__(self, options: DemoOptions, out: IO[str]) -> None:
         self.options = options
@@ -149,6 +161,9 @@ class _Demo:
         self.bus = EventBus()
         self.sim = Simulator(options.users, random.Random(options.seed))
         self.labels = {a.account_id: (u.name, a.label) for u in self.sim.users for a in u.accounts}
+        self.names = {u.user_id: u.name for u in self.sim.users}
+        self.aggregator: Any = None
+        self.opening = False
         self.published = 0
         self.worth: dict[UUID, PortfolioNetWorthRecalculated] = {}
         self.stop = asyncio.Event()
@@ -157,11 +172,26 @@ class _Demo:
         self.published += 1
 
     def _remember(self, event: PortfolioNetWorthRecalculated) -> None:
+        # A fleet handler: with --redis it runs on every worker, in the stream's
+        # order, when the net worth is derived there (after the balance's round
+        # trip through Redis); without Redis, inline, depth first.
         self.worth[event.user_id] = event
+        if self.opening:
+            return
+        _log.info(
+            "%-6s net worth %s (%s)",
+            self.names.get(event.user_id, str(event.user_id)[:8]),
+            _fmt(event.new_net_worth, event.currency),
+            _fmt(event.delta, event.currency, sign=True),
+        )
 
     async def _publish(self, event: DomainEvent, quiet: bool = False) -> None:
-        await self.bus.publish(event)  # depth-first: net worth is recomputed on return
-        if quiet or not isinstance(event, AccountBalanceUpdated | AccountHoldingsUpdated):
+        if not quiet:
+            self._log_sync(event)
+        await self.bus.publish(event)
+
+    def _log_sync(self, event: DomainEvent) -> None:
+        if not isinstance(event, AccountBalanceUpdated | AccountHoldingsUpdated):
             return
         name, label = self.labels[event.account_id]
         if isinstance(event, AccountHoldingsUpdated):
@@ -171,13 +201,10 @@ class _Demo:
                 *(event.updated_count, event.deactivated_count),
             )
             return
-        worth = self.worth.get(event.user_id)
         _log.info(
-            "%-6s %-11s %s -> %s   net worth %s (%s)",
+            "%-6s %-11s %s -> %s",
             *(name, label, _fmt(event.previous_balance, event.currency)),
             _fmt(event.new_balance, event.currency),
-            _fmt(worth.new_net_worth, worth.currency) if worth else "?",
-            _fmt(worth.delta, worth.currency, sign=True) if worth else "?",
         )
 
     def _load(self) -> tuple[Any, Any, Any]:
@@ -191,7 +218,8 @@ class _Demo:
             self.bus.load_entry_points()
         except PluginError as exc:
             raise DemoError(str(exc)) from exc
-        plugin_api(self.bus, "networth")  # fail early and clearly if it is missing
+        networth, _ = plugin_api(self.bus, "networth")  # fail early and clearly if missing
+        self.aggregator = getattr(networth, "aggregator", None)
         sse, (token_auth, demo_app) = plugin_api(self.bus, "sse", "SignedTokenAuth", "demo_app")
         broadcaster: Any = getattr(sse, "broadcaster", None)
         if broadcaster is None:
@@ -199,8 +227,37 @@ class _Demo:
         redis_url = self.options.redis_url or os.environ.get("EVENTBUS_REDIS_URL")
         auth = token_auth(_token_secret(redis_url))
         self.bus.subscribe(DomainEvent, self._count, priority=Priority.LAST)
-        self.bus.subscribe(PortfolioNetWorthRecalculated, self._remember, priority=Priority.LAST)
-        return broadcaster, auth, demo_app(broadcaster, auth)
+        self.bus.subscribe(
+            PortfolioNetWorthRecalculated, self._remember, priority=Priority.LAST, fleet=True
+        )
+        return broadcaster, auth, self._with_state(demo_app(broadcaster, auth), auth)
+
+    def _with_state(self, app: Any, auth: Any) -> Any:
+        """The demo app plus ``GET /networth?token=``: the user's figure, for the page's first paint.
+
+        On a worker that joined late this is already the fleet's figure: the
+        Redis bridge restored the aggregator from a snapshot and caught up
+        before the bus's startup returned.
+        """
+
+        async def with_state(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http" or scope.get("path") != "/networth":
+                await app(scope, receive, send)
+                return
+            user = await auth(scope)
+            if user is None or self.aggregator is None:
+                status, body = 401, b'{"error":"unauthorized"}'
+            else:
+                status = 200
+                body = b'{"net_worth":"%s","currency":"%s"}' % (
+                    str(self.aggregator.net_worth(user)).encode(),
+                    str(self.aggregator.base_currency).encode(),
+                )
+            headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        return with_state
 
     async def run(self) -> int:
         broadcaster, auth, app = self._load()
@@ -243,12 +300,14 @@ class _Demo:
         return 0
 
     async def _open_accounts(self) -> None:
-        for event in self.sim.opening_sync():
-            await self._publish(event, quiet=True)
+        self.opening = True
+        try:
+            for event in self.sim.opening_sync():
+                await self._publish(event, quiet=True)
+        finally:
+            self.opening = False
         for user in self.sim.users:
-            worth = self.worth.get(user.user_id)
-            total = _fmt(worth.new_net_worth, worth.currency) if worth else "unknown"
-            _log.info("%-6s linked %d accounts: net worth %s", user.name, len(user.accounts), total)
+            _log.info("%-6s linked %d accounts", user.name, len(user.accounts))
 
     async def _simulate(self) -> None:
         while True:

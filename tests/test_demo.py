@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -232,10 +233,11 @@ class TestDemoCommand:
         demo = start_demo(demo_process, "--duration", "1.5", "--interval", "0.2", "--seed", "1")
         assert demo.wait() == 0, demo.diagnostics()
         logs = "\n".join(demo.err)
-        assert re.search(r"alice\s+linked 4 accounts: net worth [\d,]+\.\d\d USD", logs), logs
+        assert re.search(r"alice\s+linked 4 accounts", logs), logs
         sync = r"alice\s+[A-Z][\w ]+\s+-?[\d,.]+ [A-Z]{3} -> -?[\d,.]+ [A-Z]{3}"
-        worth = r"net worth [\d,]+\.\d\d USD \([+-][\d,]+\.\d\d USD\)"
-        assert re.search(sync + r"\s+" + worth, logs), logs
+        assert re.search(sync, logs), logs
+        worth = r"alice\s+net worth [\d,]+\.\d\d USD \([+-][\d,]+\.\d\d USD\)"
+        assert re.search(worth, logs), logs
         assert "portfolio.networth.updated" not in logs  # the plugin's records need --verbose
 
     def test_ctrl_c_shuts_down_cleanly(self, demo_process: list[DemoProcess]) -> None:
@@ -305,6 +307,42 @@ class TestDemoWithRedis:
                 demo.proc.send_signal(signal.SIGINT)
                 assert demo.wait() == 0, demo.diagnostics()
             assert serving.summary()[1] >= 2  # frames sent by B
+        finally:
+            server.stop()
+
+    def test_a_late_worker_shows_the_fleets_figure_at_once(
+        self, demo_process: list[DemoProcess], tmp_path: Path
+    ) -> None:
+        """A worker started after a user's syncs serves that user's true net worth at once.
+
+        Its aggregator is restored from the fleet's snapshot plus a replay of
+        the stream before its startup returns, so the figure its page paints
+        first (``/networth``) equals the publishing worker's.
+        """
+        server = RedisServer(require_binary("redis-server"), tmp_path)
+        server.start()
+        try:
+            syncing = start_demo(
+                demo_process, "--redis", server.url, "--users", "1", "--interval", "3600"
+            )
+            (page,) = syncing.urls(1).values()  # opening syncs published; no tick for an hour
+            first = page.replace("/?token=", "/networth?token=")
+            with httpx.Client(timeout=httpx.Timeout(10.0)) as client:
+                expected: dict[str, str] = {}
+
+                def derived() -> bool:
+                    expected.update(client.get(first).json())
+                    return Decimal(expected["net_worth"]) != 0
+
+                wait_until(derived, timeout=20, what="the first worker's net worth")
+                late = start_demo(demo_process, "--redis", server.url, "--users", "0")
+                late.urls(0)  # printed only after the bus's startup returned
+                url = first.replace(f":{syncing.port}/", f":{late.port}/")
+                assert client.get(url).json() == expected
+            for demo in (syncing, late):
+                demo.proc.send_signal(signal.SIGINT)
+                assert demo.wait() == 0, demo.diagnostics()
+            assert "not caught up" not in "\n".join(late.err), late.diagnostics()
         finally:
             server.stop()
 

@@ -19,7 +19,16 @@ shape breaks that rule: an event loop run *inside* a sync handler
 (``asyncio.run`` in a handler). An async dispatch that starts while its
 thread's stack is not empty copies the stack into its chain and marks the
 copy with a `StackMark`, so the chain is still exact there, and it sends the
-thread's sync publishes to the careful path (``room`` 0) until it ends.
+thread's sync publishes to the careful path (``room`` 0) until it ends. An
+async dispatch nested in that one copies only what the stack gained since
+(usually nothing): each event is in the chain once.
+
+Sync levels stay on their thread: a task or thread started with a copy of the
+context continues the *async* part of the chain (the ``ContextVar``), not the
+sync levels in progress where it was started, which are on that thread's
+stack. So a task a handler of ``publish_sync`` creates sees the chain up to
+the innermost async level (nothing, if the sync dispatch is a root), plus the
+sync levels in progress on its own thread when it runs.
 
 A node's ``info`` is ``None`` for an ordinary dispatch, a `StackMark`, or the
 fleet position of an event being delivered from the fleet's order (see
@@ -70,13 +79,35 @@ class Stack(list["DomainEvent"]):
 
 @final
 class StackMark:
-    """Marks a chain that copied ``stack[:base]`` (module docstring)."""
+    """Marks a chain that copied ``stack[:base]`` (module docstring).
 
-    __slots__ = ("base", "stack")
+    ``top`` is the event the copy ended with: a context kept after the copied
+    dispatch ended (``contextvars.copy_context()``) finds another stack
+    there, and then nothing of the stack counts as copied.
+    """
+
+    __slots__ = ("base", "stack", "top")
 
     def __init__(self, stack: Stack, base: int) -> None:
         self.stack = stack
         self.base = base
+        self.top = stack[base - 1]
+
+    def copied(self, stack: Stack) -> int:
+        """How many of ``stack``'s bottom events this mark's chain holds already."""
+        if self.stack is stack and len(stack) >= self.base and stack[self.base - 1] is self.top:
+            return self.base
+        return 0
+
+
+def _copied(node: Node | None, stack: Stack) -> int:
+    """How many of ``stack``'s bottom events the chain ending in ``node`` holds."""
+    while node is not None:
+        info = node[3]
+        if isinstance(info, StackMark) and info.stack is stack:
+            return info.copied(stack)
+        node = node[1]
+    return 0
 
 
 @final
@@ -115,18 +146,14 @@ class DispatchContext:
         stack = self.stack()
         if node is None:
             return tuple(stack)
+        # The stack's first events may be in the chain already.
+        copied = _copied(node, stack) if stack else 0
         events: list[DomainEvent] = []
-        mark: StackMark | None = None
         while node is not None:
             events.append(node[0])
-            if mark is None and isinstance(node[3], StackMark):
-                mark = node[3]
             node = node[1]
         events.reverse()
-        if mark is not None and mark.stack is stack:
-            # The stack's first ``base`` events are in the chain already.
-            return (*events, *stack[mark.base :])
-        return (*events, *stack)
+        return (*events, *stack[copied:])
 
     def depth(self) -> int:
         """How many events are in this thread's or task's chain."""
@@ -146,12 +173,19 @@ class DispatchContext:
             self.refuse(event)
         return (event, parent, depth, info)
 
-    def absorb_stack(self, parent: Node | None, stack: Stack) -> Node:
-        """Copy ``stack`` into a chain under ``parent``, marked (module docstring)."""
+    def absorb_stack(self, parent: Node | None, stack: Stack) -> Node | None:
+        """Copy ``stack`` into a chain under ``parent``, marked (module docstring).
+
+        Only the events the chain does not hold yet: under an async dispatch
+        that copied the stack already, what was pushed since (usually nothing).
+        """
+        copied = _copied(parent, stack)
+        if copied == len(stack):
+            return parent
         node = parent
-        for event in stack:
+        for event in stack[copied:]:
             node = (event, node, 1 if node is None else node[2] + 1, None)
-        assert node is not None  # the stack is not empty
+        assert node is not None  # something was copied
         return (node[0], node[1], node[2], StackMark(stack, len(stack)))
 
     @contextlib.contextmanager

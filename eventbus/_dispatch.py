@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 from eventbus import signals
 from eventbus._fleet import Delivery, Place
-from eventbus._plans import AsyncPlan, FleetPlan, Owner, SyncPlan, owner_name
+from eventbus._plans import AsyncPlan, FleetPlan, FleetStep, Owner, SyncPlan, owner_name
 from eventbus._subscription import Subscription
+from eventbus.exceptions import AsyncHandlerError
 
 if TYPE_CHECKING:
     from eventbus._bus import EventBus
@@ -153,7 +154,7 @@ class Dispatcher:
         timed = bool(COMPLETED)
         start = time.perf_counter_ns() if PUBLISHED else None
         var = self._context.var
-        steps: FleetPlan = (
+        steps: tuple[FleetStep, ...] = (
             tuple((call, plan.owners[call], mode) for call, mode in plan)
             if isinstance(plan, AsyncPlan)
             else plan
@@ -185,6 +186,9 @@ class Dispatcher:
                     errors = await self._drain(delivery, errors)
             if tasks:
                 errors = await self._join(event, tasks, errors)
+                if delivery is not None and delivery.pending:
+                    # Deferred by a concurrent handler after the last step.
+                    errors = await self._drain(delivery, errors)
         finally:
             for _, task in tasks:
                 task.cancel()  # no-op for finished tasks; stops orphans if we were cancelled
@@ -218,42 +222,75 @@ class Dispatcher:
         """See `eventbus.EventBus.deliver`."""
         delivery = Delivery(position, local)
         parent = self._context.var.get()
-        errors = await self._fleet_dispatch(event, Place(delivery, position), parent, root=True)
+        # The entry's own event ran its local handlers where it was published.
+        plan = self._bus._fleet_plan(type(event), False)
+        try:
+            errors = await self._fleet_dispatch(
+                event, delivery, Place(delivery, position), parent, plan
+            )
+            # Deferred by a task a handler started, after the last step.
+            errors = await self._drain(delivery, errors)
+        finally:
+            delivery.closed = True
         if errors:
             self.raise_group(event, errors)
 
+    @staticmethod
+    def _delivery(parent: Node) -> Delivery:
+        place = parent[3]
+        assert isinstance(place, Place)  # checked by the caller
+        return place.delivery
+
+    def _place(self, delivery: Delivery, plan: FleetPlan) -> Place | None:
+        # Only events with fleet handlers are numbered (module _fleet).
+        return delivery.next_place() if plan.fleet else None
+
     async def _fleet_publish(self, event: DomainEvent, parent: Node) -> None:
         # Published by a fleet handler: derived in the fleet, next position.
-        place: Place = parent[3]  # type: ignore[assignment]  # checked by the caller
-        errors = await self._fleet_dispatch(event, place.delivery.next_place(), parent)
+        delivery = self._delivery(parent)
+        plan = self._bus._fleet_plan(type(event), delivery.local)
+        place = self._place(delivery, plan)
+        errors = await self._fleet_dispatch(event, delivery, place, parent, plan)
         if errors:
             self.raise_group(event, errors)
 
     async def _fleet_dispatch(
-        self, event: DomainEvent, place: Place, parent: Node | None, *, root: bool = False
+        self,
+        event: DomainEvent,
+        delivery: Delivery,
+        place: Place | None,
+        parent: Node | None,
+        plan: FleetPlan,
     ) -> _Errors:
-        delivery = place.delivery
-        # The entry's own event ran its local handlers where it was published.
-        plan = self._bus._fleet_plan(type(event), delivery.local and not root)
         fleet_node = self._context.node(event, parent, place)
-        local_node = (event, parent, fleet_node[2], None)
+        local_node = fleet_node if place is None else (event, parent, fleet_node[2], None)
         return await self.run_async(event, plan, (fleet_node, local_node), delivery)
 
     def _fleet_sync(self, event: DomainEvent, parent: Node) -> None:
-        place: Place = parent[3]  # type: ignore[assignment]  # checked by the caller
-        delivery = place.delivery
+        delivery = self._delivery(parent)
         plan = self._bus._fleet_plan(type(event), delivery.local)
-        mine = delivery.next_place()
-        if any(mode for _, _, mode in plan):
+        if plan.waits:
             # Async handlers cannot run from sync code: the delivery awaits this
-            # publish as soon as the step that made it returns. Its position is
-            # taken now, so it is the same on every worker.
+            # publish as soon as the step that made it returns. Whether to defer
+            # is decided on every handler, run here or not, and the position is
+            # taken now: both are the same on every worker.
+            if delivery.closed:
+                names = [
+                    owner_name(o) for _, o, mode in self._bus._fleet_plan(type(event), True) if mode
+                ]
+                raise AsyncHandlerError(
+                    f"publish_sync({type(event).__qualname__}) after its delivery ended "
+                    f"(in a task a fleet handler started) would skip async handler(s) "
+                    f"{', '.join(names)}; use 'await bus.publish(event)' instead"
+                )
+            place = self._place(delivery, plan)
             self._context.node(event, parent)  # the depth limit still applies
-            delivery.pending.append((event, mine, parent))
+            delivery.pending.append((event, place, parent))
             return
+        place = self._place(delivery, plan)
         var = self._context.var
-        fleet_node = self._context.node(event, parent, mine)
-        local_node = (event, parent, fleet_node[2], None)
+        fleet_node = self._context.node(event, parent, place)
+        local_node = fleet_node if place is None else (event, parent, fleet_node[2], None)
         errors: _Errors = None
         start = time.perf_counter_ns() if PUBLISHED else None
         for handler, owner, _ in plan:
@@ -277,7 +314,8 @@ class Dispatcher:
     async def _drain(self, delivery: Delivery, errors: _Errors) -> _Errors:
         while delivery.pending:
             event, place, parent = delivery.pending.pop(0)
-            more = await self._fleet_dispatch(event, place, parent)
+            plan = self._bus._fleet_plan(type(event), delivery.local)
+            more = await self._fleet_dispatch(event, delivery, place, parent, plan)
             if more:
                 errors = [*(errors or ()), *more]
         return errors

@@ -12,9 +12,13 @@ here and reads the log back, its own entries included, handing each entry to
 
 Events published while a fleet handler runs are *derived in the fleet*: every
 worker derives them, so they are never appended. They get the position
-``<entry position>.k`` (k counts from 1 in the order their dispatch starts),
-run their fleet handlers everywhere and their local handlers on the worker
-that appended the entry only (so a local handler runs once per fleet).
+``<entry position>.k`` (k counts from 1 in the order their dispatch starts;
+only events that have fleet handlers take one, so a worker's own local
+subscriptions never shift the numbers), run their fleet handlers everywhere
+and their local handlers on the worker that appended the entry only (so a
+local handler runs once per fleet). A sync publish there of a type with async
+handlers is deferred: its position is taken at once and the delivery awaits
+it right after the step that published it.
 Events a local handler publishes are local again: appended, entries of their
 own.
 
@@ -126,16 +130,20 @@ class Delivery:
         local: Whether this worker appended the entry.
         pending: Derived publishes that must be awaited (they have async
             handlers but were published from sync code), in publish order,
-            each with its place and its parent node.
+            each with its place (``None`` without fleet handlers) and its
+            parent node.
+        closed: The delivery is over: nothing awaits ``pending`` any more
+            (a task a fleet handler started may outlive it).
     """
 
-    __slots__ = ("_derived", "base", "local", "pending")
+    __slots__ = ("_derived", "base", "closed", "local", "pending")
 
     def __init__(self, base: str, local: bool) -> None:
         self.base: Final = base
         self.local: Final = local
         self._derived = 0
-        self.pending: list[tuple[DomainEvent, Place, Node | None]] = []
+        self.pending: list[tuple[DomainEvent, Place | None, Node | None]] = []
+        self.closed = False
 
     def next_place(self) -> Place:
         """The place of the next derived event: ``<base>.k``, k from 1."""

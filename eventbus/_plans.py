@@ -16,6 +16,11 @@ because unpacking a pair per handler costs a sixth of the hot path. Kinds:
   order, 2 = run as a concurrent task;
 * `FleetPlan`: ``(call, owner, mode)`` steps for `eventbus.EventBus.deliver`
   (module ``_fleet``), which picks each step's context by its owner's kind.
+  It also says whether the type has fleet handlers (only then does an event
+  derived in the fleet take a position) and whether any handler, local or
+  fleet, is async (then a sync publish in the fleet defers the event). Both
+  depend on the subscriptions alone, never on whether this worker runs the
+  local handlers, so every worker numbers and orders derived events alike.
 
 With a sequencer that sequences the type, the local plans start with its
 ``append`` and hold the local handlers only; fleet handlers run from
@@ -34,6 +39,7 @@ from eventbus.exceptions import AsyncHandlerError
 __all__ = [
     "AsyncPlan",
     "FleetPlan",
+    "FleetStep",
     "Owner",
     "SyncPlan",
     "async_plan",
@@ -46,7 +52,8 @@ __all__ = [
 #: What a plan step names when it fails.
 Owner = Subscription[Any] | Sequencer
 _Call = Callable[[Any], Any]
-FleetPlan = tuple[tuple[_Call, Owner, int], ...]
+#: ``(call, owner, mode)``: one step of a delivery.
+FleetStep = tuple[_Call, Owner, int]
 
 
 class SyncPlan(tuple[_Call, ...]):
@@ -59,6 +66,19 @@ class AsyncPlan(tuple[tuple[_Call, int], ...]):
     """``(call, mode)`` steps for ``publish``, in order; ``owners`` names them."""
 
     owners: dict[_Call, Owner]
+
+
+class FleetPlan(tuple[FleetStep, ...]):
+    """The steps (`FleetStep`) of a type delivered from the fleet's order, in order.
+
+    Attributes:
+        fleet: Whether a fleet handler matches the type.
+        waits: Whether any handler matching the type (local ones included, even
+            where they do not run) is async or concurrent.
+    """
+
+    fleet: bool
+    waits: bool
 
 
 def _matching(subs: Iterable[Subscription[Any]], cls: type) -> list[Subscription[Any]]:
@@ -121,7 +141,11 @@ def fleet_plan(subs: Iterable[Subscription[Any]], cls: type, with_local: bool) -
     Fleet handlers, and with ``with_local`` the local ones too (a derived event
     on the worker that appended its entry).
     """
-    return tuple((s._call, s, _mode(s)) for s in _matching(subs, cls) if with_local or s.fleet)
+    matched = _matching(subs, cls)
+    plan = FleetPlan((s._call, s, _mode(s)) for s in matched if with_local or s.fleet)
+    plan.fleet = any(s.fleet for s in matched)
+    plan.waits = any(s.is_async for s in matched)
+    return plan
 
 
 def is_concurrent(plan: AsyncPlan) -> bool:

@@ -1,7 +1,8 @@
 """Sample events for the core tests: small test-only types and valid portfolio events.
 
 The test-only types are plain `DomainEvent` subclasses without a wire name, so
-they never touch the process-wide registry the codec tests inspect.
+they never touch the process-wide registry the codec tests inspect. Also a
+`RecordingSequencer`, the smallest `eventbus.Sequencer` there is.
 """
 
 from __future__ import annotations
@@ -38,9 +39,36 @@ class Pong(DomainEvent):
     n: int = 0
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Zap(DomainEvent):
+    """A third unrelated test event."""
+
+    n: int = 0
+
+
+class RecordingSequencer:
+    """A `eventbus.Sequencer` that records what it is handed (no stream behind it).
+
+    Args:
+        *types: The types it sequences (with their subclasses); default: every event.
+    """
+
+    def __init__(self, *types: type[DomainEvent]) -> None:
+        self.types = types or (DomainEvent,)
+        self.appended: list[DomainEvent] = []
+
+    def sequences(self, event_type: type[DomainEvent]) -> bool:
+        """Whether ``event_type`` is one of ``types`` (or a subclass)."""
+        return issubclass(event_type, self.types)
+
+    def append(self, event: DomainEvent) -> None:
+        """Record ``event``."""
+        self.appended.append(event)
+
+
 def numbers(events: Iterable[DomainEvent]) -> tuple[int, ...]:
-    """The ``n`` of each `Ping` / `Pong` in ``events`` (for compact chain assertions)."""
-    return tuple(e.n for e in events if isinstance(e, Ping | Pong))
+    """The ``n`` of each `Ping` / `Pong` / `Zap` in ``events`` (for compact chain assertions)."""
+    return tuple(e.n for e in events if isinstance(e, Ping | Pong | Zap))
 
 
 def balance(**overrides: object) -> AccountBalanceUpdated:

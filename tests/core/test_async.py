@@ -137,18 +137,39 @@ class TestSkippedAsyncCalls:
         await strict_bus.publish(Ping(n=0))
         assert seen == [0]
 
+    async def test_once_async_in_a_plan_shared_by_a_nested_publish(
+        self, strict_bus: EventBus
+    ) -> None:
+        """Another handler re-publishes first: the once-handler runs once (nested), fails never.
+
+        The outer dispatch reaches the once-handler after the nested one used
+        it: the skipped call must still be awaitable (it was ``await None``, a
+        TypeError raised from a publish in which nothing failed).
+        """
+        seen: list[tuple[str, int]] = []
+
+        async def republish(event: Ping) -> None:
+            if event.n == 0:
+                await strict_bus.publish(Ping(n=1))
+
+        async def once(event: Ping) -> None:
+            seen.append(("once", event.n))
+
+        strict_bus.subscribe(Ping, republish, priority=1)
+        strict_bus.subscribe(Ping, once, once=True)
+        await strict_bus.publish(Ping(n=0))
+        assert seen == [("once", 1)]
+
     @pytest.mark.parametrize("concurrent", [False, True])
     async def test_weak_async_target_died_mid_dispatch(
         self, strict_bus: EventBus, concurrent: bool
     ) -> None:
-        """A weak async handler whose object dies during the dispatch is skipped cleanly."""
+        """A weak async handler whose object dies during the dispatch is skipped, not failed."""
+        seen: list[DomainEvent] = []
 
         class Listener:
-            def __init__(self) -> None:
-                self.seen: list[DomainEvent] = []
-
             async def on_ping(self, event: Ping) -> None:
-                self.seen.append(event)
+                seen.append(event)
 
         holder = [Listener()]
 
@@ -157,9 +178,12 @@ class TestSkippedAsyncCalls:
             gc.collect()
 
         strict_bus.subscribe(Ping, kill, priority=1)
-        strict_bus.subscribe(Ping, holder[0].on_ping, weak=True, concurrent=concurrent)
+        sub = strict_bus.subscribe(Ping, holder[0].on_ping, weak=True, concurrent=concurrent)
         await strict_bus.publish(Ping())  # the plan was taken before the listener died
+        assert seen == []
+        assert not sub.active
         await strict_bus.publish(Ping())
+        assert seen == []
 
 
 class TestConcurrent:
@@ -258,6 +282,31 @@ class TestConcurrent:
         with pytest.raises(asyncio.CancelledError):
             await task
         await asyncio.wait_for(cancelled.wait(), timeout=10)
+
+    async def test_failure_after_a_cancelled_handler_is_reported(
+        self, bus: EventBus, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A later concurrent handler's failure is logged and signalled; the cancel propagates."""
+        failed: list[BaseException] = []
+
+        async def cancelled(event: Ping) -> None:
+            raise asyncio.CancelledError
+
+        async def fails(event: Ping) -> None:
+            raise ValueError("reported")
+
+        def on_failed(sender: object, **kwargs: object) -> None:
+            failed.append(kwargs["exception"])  # type: ignore[arg-type]
+
+        bus.subscribe(Ping, cancelled, concurrent=True)
+        bus.subscribe(Ping, fails, concurrent=True)
+        with (
+            signals.handler_failed.connected_to(on_failed, sender=bus),
+            pytest.raises(asyncio.CancelledError),
+        ):
+            await bus.publish(Ping())
+        assert [str(e) for e in failed] == ["reported"]
+        assert "failed on Ping" in caplog.text
 
 
 class TestAsyncErrors:

@@ -149,6 +149,11 @@ class TestRoundTrip:
         assert isinstance(decoded, AccountBalanceUpdated)
         assert str(decoded.new_balance) == str(Decimal(value))
 
+    def test_largest_count_round_trips(self) -> None:
+        """The largest count an event accepts, MAX_COUNT, survives the codec."""
+        event = holdings(holdings_count=MAX_COUNT)
+        assert codec.loads(codec.dumps(event)) == event
+
     def test_envelope_shape(self) -> None:
         """The envelope has exactly type, event_id, occurred_at and data."""
         event = holdings()
@@ -292,6 +297,15 @@ class TestMalformed:
         payload["occurred_at"] = "0001-01-01T00:00:00+05:00"
         with pytest.raises(DecodeError, match="occurred_at"):
             codec.decode_payload(payload)
+
+    def test_far_apart_exponents_fail_with_a_short_error(self) -> None:
+        """Balances 1e-999999 and 1e999999 are refused without a megabyte error message."""
+        payload = codec.encode_payload(balance())
+        payload["data"]["previous_balance"] = "1e-999999"
+        payload["data"]["new_balance"] = "1e999999"
+        with pytest.raises(DecodeError, match="previous_balance") as info:
+            codec.decode_payload(payload)
+        assert len(str(info.value)) < 1000
 
 
 def _with_big_int(payload: dict[str, Any], field: str) -> bytes:

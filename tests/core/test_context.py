@@ -1,38 +1,43 @@
-"""Re-entrant publishing, the depth guard and `EventBus.current_event` (ARCHITECTURE §3).
+"""Re-entrant publishing, the depth guard and the dispatch context (ARCHITECTURE §3).
 
-The bus tracks dispatch context lazily (``eventbus/_context.py``): a fresh bus
-runs untracked until a publish overlaps another or somebody asks for
-``current_event()``. Each behaviour is therefore checked on a *fresh* bus (the
-transition happens during the test), on a *primed* one (already tracking), and
-on an *instrumented* one (a signal receiver forces the timed dispatch path).
+`EventBus.current_event` and `EventBus.event_chain` are exact from the very
+first publish, in every thread and task (``eventbus/_context.py``): sync
+dispatch keeps a per-thread stack, async dispatch a chain in a ``ContextVar``,
+and there is no switch that changes the answers later. Each behaviour is
+checked on a *fresh* bus (fast paths), on an *instrumented* one (a signal
+receiver sends every publish down the careful, timed paths), and on a
+*sequenced* one (a `Sequencer` attached: every plan starts with its
+``append``, and every publish here is in local context).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from eventbus import DomainEvent, EventBus, EventCycleError, signals
-from tests.core.samples import Ping, Pong, numbers
+from tests.core.samples import Ping, Pong, RecordingSequencer, Zap, numbers
 
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture(name="make_bus", params=["fresh", "primed", "instrumented"])
+@pytest.fixture(name="make_bus", params=["fresh", "instrumented", "sequenced"])
 def _make_bus(request: pytest.FixtureRequest) -> Iterator[Callable[..., EventBus]]:
-    """Build buses fresh (untracked), primed (tracking on) or instrumented.
+    """Build buses fresh, instrumented, or with a sequencer attached.
 
     "instrumented" is a fresh bus while a signal receiver is connected, so every
-    publish takes the timed dispatch path instead of the fast one.
+    publish takes the timed dispatch path instead of the fast one. "sequenced"
+    attaches a `RecordingSequencer` for every type (as ``bus.sequencer``).
     """
 
     def make(**kwargs: int | bool) -> EventBus:
         bus = EventBus(**kwargs)  # type: ignore[arg-type]
-        if request.param == "primed":
-            assert bus.current_event() is None  # switches tracking on
+        if request.param == "sequenced":
+            bus.set_sequencer(RecordingSequencer())
         return bus
 
     if request.param == "instrumented":
@@ -111,7 +116,7 @@ class TestCycles:
 
     @pytest.mark.parametrize("max_depth", [1, 2, 3, None], ids=["1", "2", "3", "default"])
     def test_exact_limit(self, make_bus: Callable[..., EventBus], max_depth: int | None) -> None:
-        """max_depth=N (default 64) allows exactly N levels, on a fresh bus as on a tracking one."""
+        """max_depth=N (default 64) allows exactly N levels, from the first publish on."""
         bus = make_bus() if max_depth is None else make_bus(max_depth=max_depth)
         limit = max_depth or 64
         depths: list[int] = []
@@ -184,15 +189,28 @@ class TestCurrentEvent:
         assert bus.current_event() is None
         assert bus.event_chain() == ()
 
-    def test_first_call_inside_a_handler_on_a_fresh_bus(self) -> None:
-        """The very first current_event() is asked mid-dispatch: still the right event."""
-        bus = EventBus()
-        seen: list[object] = []
-        bus.subscribe(Ping, lambda e: seen.append((bus.current_event(), bus.event_chain())))
-        event = Ping()
-        bus.publish_sync(event)  # the fast path: nothing tracked yet
-        assert seen == [(event, (event,))]
-        assert bus.current_event() is None
+    def test_first_publish_and_cached_plan_agree(self, make_bus: Callable[..., EventBus]) -> None:
+        """The first publish (plan compiled) and the next (plan cached) see the same chains."""
+        bus = make_bus()
+        seen: list[tuple[str, object]] = []
+        outer, inner = Ping(n=0), Pong(n=1)
+
+        def on_ping(event: Ping) -> None:
+            bus.publish_sync(inner)
+            seen.append(("outer-after", bus.current_event()))
+
+        def on_pong(event: Pong) -> None:
+            seen.append(("inner", bus.current_event()))
+            seen.append(("inner-chain", bus.event_chain()))
+
+        bus.subscribe(Ping, on_ping)
+        bus.subscribe(Pong, on_pong)
+        expected = [("inner", inner), ("inner-chain", (outer, inner)), ("outer-after", outer)]
+        for _ in range(2):
+            seen.clear()
+            bus.publish_sync(outer)
+            assert seen == expected
+            assert bus.current_event() is None
 
     def test_sync_every_depth(self, make_bus: Callable[..., EventBus]) -> None:
         """At each nesting depth, before and after publishing, the answer is right."""
@@ -215,38 +233,6 @@ class TestCurrentEvent:
         expected += [(n, "after", events[n], tuple(range(n + 1))) for n in reversed(range(4))]
         assert seen == expected
         assert bus.current_event() is None
-
-    def test_first_nested_publish_on_a_fresh_bus(self) -> None:
-        """The overlap that switches tracking on: every level sees its own event."""
-        bus = EventBus()
-        seen: list[tuple[str, object]] = []
-        outer, inner = Ping(n=0), Pong(n=1)
-
-        def on_ping(event: Ping) -> None:
-            bus.publish_sync(inner)  # nothing has asked yet: tracking starts here
-            seen.append(("outer-after", bus.current_event()))
-
-        def on_pong(event: Pong) -> None:
-            seen.append(("inner", bus.current_event()))
-            seen.append(("inner-chain", bus.event_chain()))
-
-        bus.subscribe(Ping, on_ping)
-        bus.subscribe(Pong, on_pong)
-        bus.publish_sync(outer)
-        assert seen == [
-            ("inner", inner),
-            ("inner-chain", (outer, inner)),
-            ("outer-after", outer),
-        ]
-        assert bus.current_event() is None
-        # And once more, now that tracking is on for good.
-        seen.clear()
-        bus.publish_sync(outer)
-        assert seen == [
-            ("inner", inner),
-            ("inner-chain", (outer, inner)),
-            ("outer-after", outer),
-        ]
 
     async def test_async_every_depth(self, make_bus: Callable[..., EventBus]) -> None:
         """Async and sync handlers under await publish see their own event at each depth."""
@@ -382,12 +368,19 @@ class TestCurrentEvent:
         assert isinstance(current_b, Pong)
 
 
-class TestTransitions:
-    """The moment tracking switches on, from each kind of untracked dispatch."""
+class TestTasksThreadsAndLoops:
+    """The chain follows tasks and threads started with a copy of the context.
 
-    async def test_from_the_async_fast_path(self) -> None:
-        """A cached async plan (fast path) whose handler nests: exact chain and limit."""
-        bus = EventBus(max_depth=2)
+    The async part of a chain is a ``ContextVar``: a task or thread started with
+    a copy of the context (``create_task``, ``asyncio.to_thread``) continues it.
+    Sync levels are on their thread's stack: a task started by a sync handler
+    does not see them (publish inside ``caused_by(event)`` there), and a loop
+    run inside a sync handler (``asyncio.run``) nests under its event.
+    """
+
+    async def test_nesting_on_the_async_fast_path(self, make_bus: Callable[..., EventBus]) -> None:
+        """A cached async plan whose handler nests: exact chain and exact limit."""
+        bus = make_bus(max_depth=2)
         chains: list[tuple[int, ...]] = []
         refused: list[EventCycleError] = []
 
@@ -406,29 +399,38 @@ class TestTransitions:
         assert chains == [(0,), (0, 1)]
         assert [len(e.chain) for e in refused] == [3]
 
-    async def test_sync_publish_from_async_fast_path(self) -> None:
-        """publish_sync inside an untracked async dispatch nests under it."""
-        bus = EventBus()
-        seen: list[tuple[DomainEvent, ...]] = []
-        outer = Ping(n=0)
+    @pytest.mark.parametrize("max_depth", [1, 2, 3])
+    async def test_sync_publishes_under_an_async_dispatch(
+        self, make_bus: Callable[..., EventBus], max_depth: int
+    ) -> None:
+        """publish_sync inside an async handler nests under it; the limit counts both kinds."""
+        bus = make_bus(max_depth=max_depth)
+        chains: list[tuple[int, ...]] = []
+        refused: list[EventCycleError] = []
 
         async def on_ping(event: Ping) -> None:
-            if event.n == 0:
-                bus.publish_sync(Pong())
+            if event.n < 99:
+                republish(event)
+
+        def republish(event: DomainEvent) -> None:
+            chains.append(numbers(bus.event_chain()))
+            try:
+                bus.publish_sync(Pong(n=numbers([event])[0] + 1))
+            except EventCycleError as exc:
+                refused.append(exc)
 
         bus.subscribe(Ping, on_ping)
-        bus.subscribe(Pong, lambda e: seen.append(bus.event_chain()))
-        await bus.publish(Ping(n=5))  # warm-up: plan cached
-        await bus.publish(outer)
-        assert len(seen) == 1
-        assert seen[0][0] is outer
-        assert isinstance(seen[0][1], Pong)
+        bus.subscribe(Pong, republish)
+        await bus.publish(Ping(n=99))  # warm-up: plans cached
+        await bus.publish(Ping(n=0))
+        assert chains == [tuple(range(k + 1)) for k in range(max_depth)]
+        assert [e.chain for e in refused] == [("Ping",) + ("Pong",) * max_depth]
 
-    async def test_tasks_sharing_a_parent_context(self) -> None:
-        """Tasks spawned after the parent published share its untracked counter: still exact."""
-        bus = EventBus()
-        bus.subscribe(Pong, lambda e: None)
-        await bus.publish(Pong())  # the parent context now has its counter
+    async def test_sibling_tasks_each_see_their_own(
+        self, make_bus: Callable[..., EventBus]
+    ) -> None:
+        """Two roots in flight in sibling tasks: each nested chain holds its own root only."""
+        bus = make_bus()
         inside = {1: asyncio.Event(), 2: asyncio.Event()}
         seen: dict[int, list[tuple[int, ...]]] = {1: [], 2: []}
 
@@ -444,16 +446,16 @@ class TestTransitions:
         await asyncio.gather(bus.publish(Ping(n=10)), bus.publish(Ping(n=20)))
         assert seen == {1: [(10, 11), (10,)], 2: [(20, 21), (20,)]}
 
-    async def test_sibling_task_does_not_count_as_depth(self) -> None:
+    async def test_sibling_task_does_not_count_as_depth(
+        self, make_bus: Callable[..., EventBus]
+    ) -> None:
         """max_depth=2 allows two levels in a task even while a sibling task is dispatching."""
-        bus = EventBus(max_depth=2)
-        bus.subscribe(Pong, lambda e: None)
-        await bus.publish(Pong())  # the parent context now has its counter
+        bus = make_bus(max_depth=2)
         a_inside, b_done = asyncio.Event(), asyncio.Event()
         refused: list[EventCycleError] = []
 
         async def handler(event: Ping) -> None:
-            if event.n == 0:  # task A: stays in flight, untracked
+            if event.n == 0:  # task A: stays in flight
                 a_inside.set()
                 await b_done.wait()
             elif event.n == 10:  # task B: nests one level while A is in flight
@@ -470,25 +472,202 @@ class TestTransitions:
         )
         assert refused == []
 
-    @pytest.mark.parametrize(
-        "primed", [pytest.param(False, id="fresh"), pytest.param(True, id="queried")]
-    )
-    async def test_to_thread_from_an_async_handler(self, primed: bool) -> None:
+    async def test_to_thread_from_an_async_handler(self, make_bus: Callable[..., EventBus]) -> None:
         """publish_sync run via asyncio.to_thread from a handler nests under its event."""
-        bus = EventBus()
-        if primed:
-            bus.current_event()
+        bus = make_bus()
         seen: list[tuple[int, ...]] = []
 
         async def on_ping(event: Ping) -> None:
             if event.n == 0:
                 await asyncio.to_thread(bus.publish_sync, Pong(n=1))
 
+        def on_pong(event: Pong) -> None:
+            seen.append(numbers(bus.event_chain()))
+            if event.n < 3:
+                bus.publish_sync(Pong(n=event.n + 1))  # nested again, in the worker thread
+
         bus.subscribe(Ping, on_ping)
-        bus.subscribe(Pong, lambda e: seen.append(numbers(bus.event_chain())))
+        bus.subscribe(Pong, on_pong)
         await bus.publish(Ping(n=5))  # warm-up: plan cached
         await bus.publish(Ping(n=0))
-        assert seen == [(0, 1)]
+        assert seen == [(0, 1), (0, 1, 2), (0, 1, 2, 3)]
+
+    async def test_to_thread_depth_counts_the_async_levels(self) -> None:
+        """In the worker thread the limit counts the levels of the task that started it."""
+        bus = EventBus(max_depth=3)
+        refused: list[EventCycleError] = []
+        chains: list[tuple[int, ...]] = []
+
+        async def on_ping(event: Ping) -> None:
+            if event.n == 0:
+                await bus.publish(Ping(n=1))
+            else:
+                await asyncio.to_thread(bus.publish_sync, Pong(n=2))
+
+        def on_pong(event: Pong) -> None:
+            chains.append(numbers(bus.event_chain()))
+            try:
+                bus.publish_sync(Pong(n=event.n + 1))
+            except EventCycleError as exc:
+                refused.append(exc)
+
+        bus.subscribe(Ping, on_ping)
+        bus.subscribe(Pong, on_pong)
+        await bus.publish(Ping(n=0))
+        assert chains == [(0, 1, 2)]
+        assert [e.chain for e in refused] == [("Ping", "Ping", "Pong", "Pong")]
+
+    async def test_task_created_in_an_async_dispatch_continues_its_chain(
+        self, make_bus: Callable[..., EventBus]
+    ) -> None:
+        """A task a handler of ``await publish`` starts sees the handler's chain, even later."""
+        bus = make_bus()
+        seen: list[tuple[int, ...]] = []
+        tasks: list[asyncio.Task[None]] = []
+
+        async def spawned() -> None:
+            seen.append(numbers(bus.event_chain()))
+
+        def handler(event: Ping) -> None:  # sync, but under an async dispatch
+            tasks.append(asyncio.ensure_future(spawned()))
+
+        bus.subscribe(Ping, handler)
+        await bus.publish(Ping(n=1))
+        await asyncio.gather(*tasks)  # the dispatch is over; the copy remains
+        assert seen == [(1,)]
+
+    async def test_task_created_in_a_sync_dispatch_sees_its_async_part_only(
+        self, make_bus: Callable[..., EventBus]
+    ) -> None:
+        """Sync levels stay on their thread: a task started by a sync handler does not see them.
+
+        Under ``await publish(Ping)`` a sync handler of ``publish_sync(Pong)``
+        starts a task: it sees (Ping,). A task started by a sync handler of a
+        root ``publish_sync`` sees nothing: it publishes roots (or uses
+        ``caused_by``).
+        """
+        bus = make_bus()
+        seen: dict[int, tuple[int, ...]] = {}
+        tasks: list[asyncio.Task[None]] = []
+
+        async def spawned(n: int) -> None:
+            seen[n] = numbers(bus.event_chain())
+
+        async def on_ping(event: Ping) -> None:
+            bus.publish_sync(Pong(n=1))
+
+        def on_pong(event: Pong) -> None:
+            tasks.append(asyncio.ensure_future(spawned(event.n)))
+
+        bus.subscribe(Ping, on_ping)
+        bus.subscribe(Pong, on_pong)
+        await bus.publish(Ping(n=0))
+        bus.publish_sync(Pong(n=2))  # a root sync dispatch, on the loop's thread
+        await asyncio.gather(*tasks)
+        assert seen == {1: (0,), 2: ()}
+
+    def test_asyncio_run_inside_a_sync_handler(self, make_bus: Callable[..., EventBus]) -> None:
+        """A loop run by a sync handler nests under that handler's event."""
+        bus = make_bus()
+        outer, inner = Ping(), Pong()
+        seen: list[tuple[DomainEvent, ...]] = []
+
+        async def on_pong(event: Pong) -> None:
+            seen.append(bus.event_chain())
+
+        bus.subscribe(Pong, on_pong)
+        bus.subscribe(Ping, lambda e: asyncio.run(bus.publish(inner)))
+        bus.publish_sync(outer)
+        assert seen == [(outer, inner)]
+        assert bus.event_chain() == ()
+
+    @pytest.mark.parametrize("max_depth", [2, 3, 4])
+    def test_async_nesting_inside_that_loop(
+        self, make_bus: Callable[..., EventBus], max_depth: int
+    ) -> None:
+        """Nested awaits inside a loop a sync handler runs: each event once, exact limit.
+
+        A regression: every async level copied the thread's sync stack into its
+        chain again, so the chain read (0, 1, 0, 2) and the limit came early.
+        """
+        bus = make_bus(max_depth=max_depth)
+        chains: list[tuple[int, ...]] = []
+        refused: list[EventCycleError] = []
+
+        async def on_pong(event: Pong) -> None:
+            chain = numbers(bus.event_chain())
+            chains.append(chain)
+            if len(chain) < max_depth:
+                bus.publish_sync(Zap(n=10 + event.n))  # a sync level inside the loop too
+            try:
+                await bus.publish(Pong(n=event.n + 1))
+            except EventCycleError as exc:
+                refused.append(exc)
+
+        bus.subscribe(Pong, on_pong)
+        bus.subscribe(Zap, lambda e: chains.append(numbers(bus.event_chain())))
+        bus.subscribe(Ping, lambda e: asyncio.run(bus.publish(Pong(n=1))))
+        bus.publish_sync(Ping(n=0))
+        expected: list[tuple[int, ...]] = []
+        for n in range(1, max_depth):
+            expected.append(tuple(range(n + 1)))
+            if n + 1 < max_depth:
+                expected.append((*range(n + 1), 10 + n))
+        assert chains == expected
+        assert [e.chain for e in refused] == [("Ping",) + ("Pong",) * max_depth]
+
+    def test_context_copied_in_that_loop_used_after_it(self) -> None:
+        """A context copied inside the nested loop, run later on the same thread: still exact.
+
+        The copy remembers that its chain holds the thread's sync stack of that
+        moment; later the stack holds something else, which is not skipped.
+        """
+        bus = EventBus()
+        saved: list[contextvars.Context] = []
+        seen: list[tuple[int, ...]] = []
+
+        async def on_pong(event: Pong) -> None:
+            saved.append(contextvars.copy_context())
+
+        bus.subscribe(Pong, on_pong)
+        bus.subscribe(Ping, lambda e: asyncio.run(bus.publish(Pong(n=1))))
+        bus.subscribe(Zap, lambda e: seen.append(numbers(bus.event_chain())))
+        bus.publish_sync(Ping(n=0))
+        saved[0].run(bus.publish_sync, Zap(n=2))
+        assert seen == [(0, 1, 2)]
+
+    async def test_top_level_publish_while_a_threadsafe_event_is_in_flight(self) -> None:
+        """A thread's top-level publish_sync is its own root (depth 1), whatever that
+        thread handed to the loop with publish_threadsafe and is still running there."""
+        bus = EventBus(max_depth=1)
+        await bus.start()
+        loop = asyncio.get_running_loop()
+        inside = threading.Event()
+        release = asyncio.Event()
+
+        async def slow(event: Ping) -> None:
+            inside.set()
+            await release.wait()
+
+        bus.subscribe(Ping, slow)
+        bus.subscribe(Pong, lambda e: None)
+        outcome: list[object] = []
+
+        def worker() -> None:
+            bus.publish_sync(Pong())
+            future = bus.publish_threadsafe(Ping())
+            assert inside.wait(10)
+            try:
+                bus.publish_sync(Pong())  # top level in this thread: depth 1
+                outcome.append("ok")
+            except EventCycleError as exc:
+                outcome.append(exc)
+            finally:
+                loop.call_soon_threadsafe(release.set)
+            future.result(10)
+
+        await asyncio.to_thread(worker)
+        assert outcome == ["ok"]
 
 
 class TestCausedBy:
@@ -528,7 +707,6 @@ class TestCausedBy:
                 errors.append(exc)
 
         bus.subscribe(Ping, handler)
-        bus.event_chain()  # tracking on, so the sync stack is in use
         bus.publish_sync(Ping(n=1))
         assert len(errors) == 1
         assert "inside a sync dispatch" in str(errors[0])

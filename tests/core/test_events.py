@@ -12,18 +12,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
 
 import eventbus.events
-from eventbus import DomainEvent, InvalidEventError, event_type
+from eventbus import DomainEvent, InvalidEventError, codec, event_type
 from eventbus.events import EXACT, event_class, event_name, registered_events
 from eventbus.portfolio import (
     AccountBalanceUpdated,
     AccountHoldingsUpdated,
     PortfolioNetWorthRecalculated,
 )
-from tests.core.samples import balance, holdings, networth
+from tests.core.samples import Ping, balance, holdings, networth
 
 Factory = Callable[..., DomainEvent]
 
@@ -115,6 +116,27 @@ class TestValidation:
     def test_negative_balances(self) -> None:
         """Balances may be negative (credit cards, overdrafts)."""
         balance(previous_balance=Decimal("-10"), new_balance=Decimal("-30"), delta=Decimal("-20"))
+
+    def test_count_beyond_64_bits_is_refused_naming_the_field(self) -> None:
+        """A count the wire (orjson) cannot carry is refused by the event itself."""
+        with pytest.raises(InvalidEventError, match="holdings_count") as info:
+            holdings(holdings_count=2**64)
+        assert "at most" in str(info.value)
+
+    def test_a_huge_count_is_described_by_size(self) -> None:
+        """A count too big to print in a message is described by its bit length."""
+        with pytest.raises(InvalidEventError, match="bit int"):
+            holdings(holdings_count=10**5000)
+
+    @pytest.mark.parametrize(
+        "amount",
+        ["1e40", "0.1e-40", "0E-41", "1" * 41],
+        ids=["too-large", "too-precise", "zero-too-precise", "41-digits"],
+    )
+    def test_amount_beyond_the_digit_bound_is_refused(self, amount: str) -> None:
+        """An amount beyond MAX_DECIMAL_DIGITS on either side of the point names its field."""
+        with pytest.raises(InvalidEventError, match="new_balance"):
+            balance(new_balance=Decimal(amount))
 
     def test_keyword_only(self) -> None:
         """Events cannot be built positionally."""
@@ -287,6 +309,31 @@ class TestFromChange:
                 previous_balance=big_previous, new_balance=big_new, delta=big_new - big_previous
             )
 
+    def test_refuses_far_apart_amounts_before_subtracting(self) -> None:
+        """The digit bound is checked first: no 20-million-digit delta is ever built."""
+        with pytest.raises(InvalidEventError, match="previous_balance"):
+            AccountBalanceUpdated.from_change(
+                user_id=uuid4(),
+                account_id=uuid4(),
+                previous_balance=Decimal("1e-10000000"),
+                new_balance=Decimal("1e10000000"),
+                currency="USD",
+            )
+
+    def test_amounts_at_the_digit_bound_are_exact(self) -> None:
+        """40 integer digits and 40 decimals are accepted, the delta exact (80 digits)."""
+        big, small = Decimal("9" * 40), Decimal("0." + "0" * 39 + "1")
+        event = AccountBalanceUpdated.from_change(
+            user_id=uuid4(),
+            account_id=uuid4(),
+            previous_balance=small,
+            new_balance=big,
+            currency="USD",
+        )
+        assert event.delta == EXACT.subtract(big, small)
+        assert len(event.delta.as_tuple().digits) == 80  # not rounded to 28 digits
+        assert codec.loads(codec.dumps(event)) == event
+
     @pytest.mark.parametrize("field", ["previous_balance", "new_balance"])
     def test_invalid_input_named(self, field: str) -> None:
         """A float balance is reported naming the balance field, not the delta."""
@@ -338,6 +385,15 @@ class TestIdsAndTimestamps:
         assert event.occurred_at == local
         assert event.occurred_at.utcoffset() == timedelta(0)
         assert event.occurred_at.hour == 4
+
+    def test_zone_at_zero_offset_is_normalised(self) -> None:
+        """Europe/London in winter (UTC+0) becomes UTC itself, as it does in summer (UTC+1)."""
+        london = ZoneInfo("Europe/London")
+        winter = Ping(occurred_at=datetime(2026, 1, 15, 12, tzinfo=london))
+        summer = Ping(occurred_at=datetime(2026, 7, 15, 12, tzinfo=london))
+        assert summer.occurred_at.tzinfo is UTC
+        assert winter.occurred_at.tzinfo is UTC
+        assert winter.occurred_at == datetime(2026, 1, 15, 12, tzinfo=UTC)
 
     @pytest.mark.parametrize(
         "when",

@@ -401,6 +401,40 @@ class TestAtomicRegistration:
             bus.register_plugin(HalfRegistering(fail=False), name="dup")
         assert len(bus.subscriptions()) == 2
 
+    async def test_same_object_under_a_second_name_keeps_the_first(self, bus: EventBus) -> None:
+        """pluggy refuses the second name; the first registration keeps its hooks."""
+
+        class Plugin:
+            started = 0
+
+            @hookimpl
+            def eventbus_startup(self, bus: EventBus) -> None:
+                self.started += 1
+
+        plugin = Plugin()
+        bus.register_plugin(plugin, name="first")
+        with pytest.raises(PluginRegistrationError, match="second"):
+            bus.register_plugin(plugin, name="second")
+        assert [(p.name, p.hooks) for p in bus.plugins()] == [("first", ("eventbus_startup",))]
+        async with bus:
+            pass
+        assert plugin.started == 1  # the refusal must not unregister "first" from pluggy
+
+    def test_keyboard_interrupt_in_register_leaves_nothing(self, bus: EventBus) -> None:
+        """A BaseException from eventbus_register propagates and still undoes the registration."""
+
+        class Interrupted:
+            @hookimpl
+            def eventbus_register(self, bus: EventBus) -> None:
+                bus.subscribe(Ping, lambda e: None)
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            bus.register_plugin(Interrupted(), name="interrupted")
+        assert bus.subscriptions() == ()
+        assert bus.plugins() == []
+        assert bus.get_plugin("interrupted") is None
+
     def test_unknown_hook_rejected(self, bus: EventBus) -> None:
         """A hookimpl for a hook that does not exist is refused, naming the plugin."""
 

@@ -1,4 +1,4 @@
-"""Instrumentation signals (`eventbus.signals`): payloads, timing, broken receivers.
+"""Instrumentation signals (`eventbus.signals`): payloads, timing, broken receivers, muting.
 
 Receivers are connected with blinker's ``connected_to`` so none outlives its test
 (the signals are process-wide).
@@ -6,6 +6,7 @@ Receivers are connected with blinker's ``connected_to`` so none outlives its tes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from eventbus import EventBus, signals
-from tests.core.samples import Ping
+from tests.core.samples import Ping, Pong
 
 
 @contextmanager
@@ -208,3 +209,46 @@ class TestBrokenReceivers:
         finally:
             signals.event_published.disconnect(bad_receiver)
         assert len(seen) == 2
+
+
+class TestMuted:
+    """blinker's ``signal.muted()`` silences that signal for the bus; dispatch is unchanged."""
+
+    @pytest.mark.parametrize(
+        "muted",
+        [signals.event_published, signals.handler_completed, signals.handler_failed],
+        ids=lambda s: s.name.rsplit(".", 1)[-1],
+    )
+    async def test_a_muted_signal_reaches_nobody(
+        self, bus: EventBus, caplog: pytest.LogCaptureFixture, muted: Any
+    ) -> None:
+        """While one signal is muted its receivers hear nothing; the others hear everything."""
+        heard: dict[str, list[dict[str, Any]]] = {}
+        every = [signals.event_published, signals.handler_completed, signals.handler_failed]
+        ran: list[str] = []
+
+        def broken(event: Ping) -> None:
+            ran.append("broken")
+            raise ValueError("fails while muted")
+
+        async def fine(event: Ping) -> None:
+            ran.append("fine")
+
+        bus.subscribe(Ping, broken)
+        bus.subscribe(Ping, fine)
+        bus.subscribe(Pong, ran.append)
+        with contextlib.ExitStack() as stack:
+            for signal in every:
+                heard[signal.name] = []
+                stack.enter_context(signal.connected_to(_collector(heard[signal.name])))
+            with muted.muted(), caplog.at_level(logging.ERROR, logger="eventbus"):
+                await bus.publish(Ping())
+                bus.publish_sync(Pong())
+            assert heard[muted.name] == []
+            assert all(heard[s.name] for s in every if s is not muted)
+            assert ran[:2] == ["broken", "fine"]
+            assert len(ran) == 3
+            assert "fails while muted" in caplog.text  # still logged
+            # Unmuted again after the block.
+            await bus.publish(Ping())
+            assert heard[muted.name] != []

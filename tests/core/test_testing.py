@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eventbus import AsyncHandlerError, DomainEvent, EventBus
+from eventbus import AsyncHandlerError, DomainEvent, EventBus, Priority
 from eventbus.testing import capture_events
 from tests.core.samples import Ping, Pong, balance
 
@@ -39,6 +39,20 @@ class TestCaptureEvents:
             ("Pong", 1),
             ("Pong", 0),
         ]
+
+    def test_runs_at_priority_first(self, bus: EventBus) -> None:
+        """The capture subscribes at Priority.FIRST: before the bands below it, even OBSERVE."""
+        order: list[str] = []
+
+        def observer(event: Ping) -> None:
+            order.append(f"observer saw {len(events)} captured")
+
+        bus.subscribe(Ping, observer, priority=Priority.FIRST - 1)
+        with capture_events(bus) as events:
+            [capture] = [s for s in bus.subscriptions() if s.handler is not observer]
+            assert capture.priority == Priority.FIRST
+            bus.publish_sync(Ping())
+        assert order == ["observer saw 1 captured"]
 
     async def test_records_async_publishes(self, bus: EventBus) -> None:
         """Events published with await publish are recorded too, nested ones in order."""

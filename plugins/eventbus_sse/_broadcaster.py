@@ -33,7 +33,7 @@ from uuid import UUID
 
 from eventbus import DomainEvent, codec
 from eventbus.events import event_name
-from eventbus_sse._frames import Frame, build_frame, is_position, new_epoch
+from eventbus_sse._frames import EntryKey, Frame, build_frame, entry_key, new_epoch
 from eventbus_sse._mapping import MappingTable
 from eventbus_sse._resume import ResumeBuffers
 from eventbus_sse._subscriber import Subscriber
@@ -236,30 +236,35 @@ class Broadcaster:
         payload = self._encode(event)
         positions = self._positions
         sse_id = positions() if positions is not None else None
-        if sse_id is not None and not is_position(sse_id):
-            # Never put it on the id: line (a CR or LF would break the frame).
-            _log.error(
-                "position %r is not a stream id: a %s gets a local SSE id",
-                sse_id,
-                type(event).__qualname__,
-            )
-            sse_id = None
+        entry = None
+        if sse_id is not None:
+            entry = entry_key(sse_id)
+            if entry is None:
+                # Never put it on the id: line (a CR or LF would break the frame).
+                _log.error(
+                    "position %r is not a stream id: a %s gets a local SSE id",
+                    sse_id,
+                    type(event).__qualname__,
+                )
+                sse_id = None
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
-            self._route(mapping.name, user, payload, sse_id)
+            self._route(mapping.name, user, payload, sse_id, entry)
             return
         try:
-            loop.call_soon_threadsafe(self._route, mapping.name, user, payload, sse_id)
+            loop.call_soon_threadsafe(self._route, mapping.name, user, payload, sse_id, entry)
         except RuntimeError:  # the loop is closed: nobody can be listening on it
-            self._route(mapping.name, user, payload, sse_id)
+            self._route(mapping.name, user, payload, sse_id, entry)
 
-    def _route(self, name: str, user: UUID, payload: bytes, sse_id: str | None) -> None:
+    def _route(
+        self, name: str, user: UUID, payload: bytes, sse_id: str | None, entry: EntryKey | None
+    ) -> None:
         stats = self._stats
         stats["events_encoded"] += 1
         seq = self._seq = self._seq + 1
         if sse_id is None:
             sse_id = f"{self._epoch}-{seq}"
-        frame = Frame(seq, sse_id, name, build_frame(sse_id, name, payload))
+        frame = Frame(seq, sse_id, name, build_frame(sse_id, name, payload), entry)
         self._buffers.append(user, frame)
         for sub in self._routes.get(user, ()):
             if sub.types is None or name in sub.types:
@@ -297,8 +302,10 @@ class Broadcaster:
         ``user``'s buffered frames after ``last_event_id`` (or a
         ``stream.reset`` frame when that id is unknown: too old, or from
         another epoch), then de-duplicates live frames against the replay. A
-        position this broadcaster has not routed (the client comes from
-        another worker) resumes too, as long as the buffer reaches back to it.
+        position issued by another worker resumes too: from the buffer when
+        this worker has routed it, or, when this worker reads the stream
+        behind it and has not routed it yet, with nothing replayed and the
+        live frames up to it skipped (whether or not the user has a buffer).
 
         Raises:
             RuntimeError: The broadcaster is closed.

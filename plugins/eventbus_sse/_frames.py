@@ -51,6 +51,9 @@ HEARTBEAT: Final = b": heartbeat\n\n"
 _POSITION: Final = re.compile(r"([0-9]{1,20})-([0-9]{1,20})(?:\.[0-9]{1,9})?")
 _LOCAL_ID: Final = re.compile(r"(e[0-9a-f]{11})-[0-9]+")
 
+#: A stream entry in comparable form: (milliseconds, sequence).
+EntryKey = tuple[int, int]
+
 
 @final
 class Frame:
@@ -62,15 +65,20 @@ class Frame:
         id: The SSE ``id:`` value.
         name: The SSE ``event:`` value (the event's wire name).
         data: The complete frame bytes, terminated by a blank line.
+        entry: The stream entry of a position id (see `entry_key`), ``None``
+            for a local id.
     """
 
-    __slots__ = ("data", "id", "name", "seq")
+    __slots__ = ("data", "entry", "id", "name", "seq")
 
-    def __init__(self, seq: int, id: str, name: str, data: bytes) -> None:
+    def __init__(
+        self, seq: int, id: str, name: str, data: bytes, entry: EntryKey | None = None
+    ) -> None:
         self.seq = seq
         self.id = id
         self.name = name
         self.data = data
+        self.entry = entry
 
     def __repr__(self) -> str:
         return f"Frame(seq={self.seq}, id={self.id!r}, name={self.name!r})"
@@ -85,10 +93,6 @@ def id_epoch(sse_id: str) -> str | None:
     """Return the epoch of a broadcaster-assigned id, or ``None`` for any other id."""
     match = _LOCAL_ID.fullmatch(sse_id)
     return match.group(1) if match else None
-
-
-#: A stream entry in comparable form: (milliseconds, sequence).
-EntryKey = tuple[int, int]
 
 
 def is_position(sse_id: str) -> bool:

@@ -8,16 +8,31 @@ user's buffer from the newest frame: resume is rare, publishing is not.
 A client may come back with a position (``<stream id>`` or ``<stream id>.k``)
 it got from another worker. Every worker routes the same frames in the same
 order, so a buffered position replays what follows it, wherever it was issued.
-A position this worker has not routed *yet* (its entry is newer than every
-entry in the user's buffer: this worker reads the stream a little behind the
-other) replays nothing, and the live frames up to it are skipped as they
-arrive. Any other unknown position resets: its frame was evicted, or this
-worker started after it.
+A position this worker has not routed *yet* (it reads the stream a little
+behind the other) replays nothing, and the live frames up to it are skipped as
+they arrive. The buffers tell "not yet" from "no longer" with two stream
+entries kept besides the frames: the newest entry routed for any user, and the
+newest entry of any frame dropped (ring overflow, or a user's whole buffer).
+A position is not routed yet when
+
+- its entry is newer than every entry in the user's buffer (the user's frames
+  are kept newest last, so the client's cannot have been dropped), or
+- its entry is newer than every entry routed here for anyone (this worker has
+  not reached it; the user may have no buffer at all, or have had one
+  dropped: whatever was dropped is older than the client's position), or
+- its entry is the one being routed now, no frame of it or after it was
+  dropped, and the user's buffer holds nothing newer (its remaining frames
+  come, in the order every worker shares).
+
+Any other unknown position resets: its frame was dropped, or this worker
+started after it (the first entry it routed is newer), or the worker has
+routed no position yet and cannot tell.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import final
 from uuid import UUID
 
@@ -65,25 +80,38 @@ class ResumeBuffers:
         max_users: Users with a buffer, at most.
     """
 
-    __slots__ = ("_buffers", "_epoch", "_max_users", "_size")
+    __slots__ = ("_buffers", "_dropped", "_epoch", "_max_users", "_newest", "_size")
 
     def __init__(self, epoch: str, size: int, max_users: int) -> None:
         self._epoch = epoch
         self._size = size
         self._max_users = max_users
         self._buffers: dict[UUID, deque[Frame]] = {}
+        # The newest stream entry routed (any user) and of any frame dropped.
+        self._newest: EntryKey | None = None
+        self._dropped: EntryKey | None = None
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._buffers.values())
 
     def append(self, user: UUID, frame: Frame) -> None:
         """Remember ``frame`` as ``user``'s newest."""
+        entry = frame.entry
+        if entry is not None and (self._newest is None or entry > self._newest):
+            self._newest = entry
         buffer = self._buffers.get(user)
         if buffer is None:
             if len(self._buffers) >= self._max_users:
-                del self._buffers[next(iter(self._buffers))]  # the oldest-created buffer
+                oldest = self._buffers.pop(next(iter(self._buffers)))  # the oldest-created
+                self._drop(_newest_position(oldest)[1])
             buffer = self._buffers[user] = deque(maxlen=self._size)
+        if len(buffer) == self._size:  # full: the oldest goes (with size 0, this frame)
+            self._drop((buffer[0] if buffer else frame).entry)
         buffer.append(frame)
+
+    def _drop(self, entry: EntryKey | None) -> None:
+        if entry is not None and (self._dropped is None or entry > self._dropped):
+            self._dropped = entry
 
     def replay(self, user: UUID, last_id: str, types: frozenset[str] | None) -> Replay:
         """The frames of ``user`` after ``last_id``, or a reset if it cannot tell which.
@@ -97,7 +125,7 @@ class ResumeBuffers:
         ahead_of = None
         entry = entry_key(last_id) if start is None else None
         if entry is not None:
-            start = _behind(frames, entry)
+            start = self._behind(frames, entry)
             ahead_of = None if start is None else (entry, last_id)
         if start is None:
             epoch = id_epoch(last_id)
@@ -116,17 +144,35 @@ class ResumeBuffers:
             ahead_of=ahead_of,
         )
 
+    def _behind(self, frames: list[Frame], entry: EntryKey) -> int | None:
+        """Where a client at a position of ``entry`` stands in a buffer that lacks it.
 
-def _behind(frames: list[Frame], entry: EntryKey) -> int | None:
-    """Where a client at a position of ``entry`` stands in a buffer that lacks it.
+        Returns the index of the newest buffered position (``-1`` for none)
+        when this worker has not routed the client's position yet, else
+        ``None``: it may have routed and dropped it, or started after it. See
+        the module's docstring for the three cases.
+        """
+        newest = self._newest
+        if newest is None:  # no position routed yet: started after it, or behind it?
+            return None
+        index, key = _newest_position(frames)
+        if key is not None and key < entry:
+            return index
+        if newest < entry:
+            return index
+        if (
+            entry == newest
+            and (key is None or key == entry)
+            and (self._dropped is None or self._dropped < entry)
+        ):
+            return index
+        return None
 
-    Returns the index of the newest buffered position when every buffered
-    position belongs to an older entry (this worker has not delivered
-    ``entry`` yet), else ``None``: the buffer has no position, or it should
-    have held the client's (evicted, or this worker started after it).
-    """
+
+def _newest_position(frames: Sequence[Frame]) -> tuple[int, EntryKey | None]:
+    """The index and entry of the newest position in ``frames``, or ``(-1, None)``."""
     for i in range(len(frames) - 1, -1, -1):
-        key = entry_key(frames[i].id)
+        key = frames[i].entry
         if key is not None:
-            return i if key < entry else None
-    return None
+            return i, key
+    return -1, None

@@ -12,7 +12,7 @@ from collections import deque
 from typing import Final, final
 from uuid import UUID
 
-from eventbus_sse._frames import EntryKey, Frame, entry_key
+from eventbus_sse._frames import EntryKey, Frame
 
 __all__ = ["Subscriber"]
 
@@ -145,7 +145,7 @@ class Subscriber:
             self._after = 0
             ahead = self._ahead_of
             if ahead is not None:
-                entry = entry_key(frame.id)
+                entry = frame.entry
                 if entry is not None:
                     if entry == ahead[0]:
                         # Within the client's entry, it saw the frames up to its

@@ -6,6 +6,7 @@ tiny `eventbus.Sequencer`): what the Redis bridge's reader does, without Redis.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
@@ -233,6 +234,124 @@ class TestAcrossWorkers:
         ]
         foreign = broadcaster_of(b).connect(user, last_event_id=first)
         assert b'"reason":"epoch"' in foreign.preamble[0]
+
+
+async def three_users_entries(stream: Stream, a: EventBus, user: UUID) -> list[bytes]:
+    """Entries 0-1 of ``user``, 2 of another user, 3-4 of ``user``, published on A and
+    delivered there; returns ``user``'s ten frames as A streamed them."""
+    recorder = broadcaster_of(a).connect(user)
+    account, other = uuid4(), uuid4()
+    for n, owner in enumerate((user, user, other, user, user)):
+        a.publish_sync(account_balance(owner, account if owner == user else other, n, n + 1))
+    await stream.deliver(a)
+    return await sent(recorder)
+
+
+class TestResumeWithoutTheUsersFrames:
+    """B holds no frame of the user: not routed yet resumes, dropped or before B resets."""
+
+    async def test_a_new_user_on_a_lagging_worker(self) -> None:
+        """B routed another user's entries only, then fell behind: no reset, nothing twice."""
+        stream = Stream()
+        a, b = worker(stream), worker(stream)
+        other, user, account = uuid4(), uuid4(), uuid4()
+        a.publish_sync(account_balance(other, uuid4(), 0, 1))
+        recorder = broadcaster_of(a).connect(user)
+        for n in range(3):
+            a.publish_sync(account_balance(user, account, n, n + 1))
+        await stream.deliver(a)
+        on_a = await sent(recorder)
+        await stream.deliver(b, upto=1)  # the other user's entry: B has a newest entry
+        seen = ids_of(on_a)[2]  # the root frame of entry 2, which B has not delivered
+        assert seen == stream.position(2)
+        resumed = broadcaster_of(b).connect(user, last_event_id=seen)
+        assert await sent(resumed) == []
+        await stream.deliver(b)
+        assert await sent(resumed) == on_a[3:]
+        assert broadcaster_of(b).statistics()["resets_sent"] == 0
+
+    async def test_a_dropped_buffer_with_the_client_ahead_of_the_worker(self) -> None:
+        """B routed the user's frames and dropped the buffer, but the client is past all
+        of them: nothing it lacks was lost, so it resumes."""
+        stream = Stream()
+        a, b = worker(stream), worker(stream, Broadcaster(buffered_users=1))
+        user = uuid4()
+        on_a = await three_users_entries(stream, a, user)
+        await stream.deliver(b, upto=3)  # entry 2 (another user) drops the user's buffer
+        assert broadcaster_of(b).statistics()["buffered"] == 2  # the other user's frames
+        seen = ids_of(on_a)[4]  # entry 3's root
+        resumed = broadcaster_of(b).connect(user, last_event_id=seen)
+        assert await sent(resumed) == []
+        await stream.deliver(b)
+        assert await sent(resumed) == on_a[5:]
+        assert broadcaster_of(b).statistics()["resets_sent"] == 0
+
+    async def test_an_evicted_user_resets(self) -> None:
+        """B routed the client's id, then dropped the user's buffer: stream.reset, then
+        live frames, none skipped."""
+        stream = Stream()
+        a, b = worker(stream), worker(stream, Broadcaster(buffered_users=1))
+        user = uuid4()
+        on_a = await three_users_entries(stream, a, user)
+        await stream.deliver(b, upto=3)
+        seen = ids_of(on_a)[2]  # entry 1's root: routed on B, then dropped
+        resumed = broadcaster_of(b).connect(user, last_event_id=seen)
+        assert resumed.preamble == [b'id: \nevent: stream.reset\ndata: {"reason":"stale"}\n\n']
+        await stream.deliver(b)
+        assert (await sent(resumed))[1:] == on_a[4:]
+        assert broadcaster_of(b).statistics()["resets_sent"] == 1
+
+    async def test_an_id_older_than_the_first_entry_the_worker_routed_resets(self) -> None:
+        """B joined at entry 2 and routed only another user's entry: it cannot know what
+        the user's client missed between its id and B's start."""
+        stream = Stream()
+        a, b = worker(stream), worker(stream)
+        user = uuid4()
+        on_a = await three_users_entries(stream, a, user)
+        stream.skip(b, 2)
+        await stream.deliver(b, upto=3)
+        resumed = broadcaster_of(b).connect(user, last_event_id=ids_of(on_a)[3])  # entry 1
+        assert b"event: stream.reset" in resumed.preamble[0]
+        assert b'"reason":"stale"' in resumed.preamble[0]
+
+    async def test_a_worker_that_routed_no_position_yet_resets(self) -> None:
+        """Started and routed nothing: behind the client, or started after it? It resets."""
+        stream = Stream()
+        a, b = worker(stream), worker(stream)
+        user = uuid4()
+        on_a = await three_users_entries(stream, a, user)
+        stream.skip(b, 3)
+        resumed = broadcaster_of(b).connect(user, last_event_id=ids_of(on_a)[4])
+        assert b"event: stream.reset" in resumed.preamble[0]
+
+    async def test_resume_inside_the_entry_the_worker_is_routing(self) -> None:
+        """B is between an entry's root frame and its net worth when the client, which saw
+        both on A, arrives: nothing replayed, the net worth skipped, the rest sent."""
+        stream = Stream()
+        a, b = worker(stream), worker(stream)
+        paused, gate = asyncio.Event(), asyncio.Event()
+
+        async def hold(event: AccountBalanceUpdated) -> None:
+            """After the SSE route (Priority.ROUTE), before the net worth (priority 0)."""
+            paused.set()
+            await gate.wait()
+
+        b.subscribe(AccountBalanceUpdated, hold, priority=1, fleet=True)
+        user, account = uuid4(), uuid4()
+        recorder = broadcaster_of(a).connect(user)
+        for n in range(2):
+            a.publish_sync(account_balance(user, account, n, n + 1))
+        await stream.deliver(a)
+        on_a = await sent(recorder)
+        delivery = asyncio.create_task(stream.deliver(b))
+        await asyncio.wait_for(paused.wait(), 10.0)
+        assert broadcaster_of(b).statistics()["buffered"] == 1  # entry 0's root only
+        resumed = broadcaster_of(b).connect(user, last_event_id=f"{FIRST}.1")
+        assert await sent(resumed) == []
+        gate.set()
+        await asyncio.wait_for(delivery, 10.0)
+        assert await sent(resumed) == on_a[2:]
+        assert broadcaster_of(b).statistics()["resets_sent"] == 0
 
 
 def _deriving_two(stream: Stream) -> EventBus:

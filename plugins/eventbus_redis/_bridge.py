@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Final, final
 
 from redis.asyncio import Redis
@@ -70,6 +71,7 @@ class RedisBridge:
         "_stats",
         "_tasks",
         "_writer",
+        "append",
     )
 
     def __init__(
@@ -83,6 +85,10 @@ class RedisBridge:
         self._origin = uuid.uuid4().hex.encode()
         self._stats = dict.fromkeys(STATISTICS, 0)
         self._writer = Writer(client, settings, self._origin, self._stats)
+        #: `eventbus.Sequencer.append`: queue an event for the stream; any
+        #: thread, never blocks, never raises. The writer's own method, bound
+        #: here so the publish hot path makes one call, not two.
+        self.append: Final[Callable[[DomainEvent], None]] = self._writer.append
         self._reader: Reader | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -92,8 +98,7 @@ class RedisBridge:
         return self._origin.decode()
 
     def statistics(self) -> dict[str, int]:
-        """Counters (see docs/redis.md): sent, received, own, buffered, dropped,
-        reconnects, duplicates, malformed, snapshots."""
+        """The counters of `STATISTICS` (their meanings: docs/redis.md)."""
         return {**self._stats, "buffered": self._writer.buffered}
 
     # ------------------------------------------------------------ the Sequencer
@@ -101,10 +106,6 @@ class RedisBridge:
     def sequences(self, event_type: type[DomainEvent]) -> bool:
         """Whether ``event_type`` goes through the stream: selected, and it has a wire name."""
         return issubclass(event_type, self._events) and event_name(event_type) is not None
-
-    def append(self, event: DomainEvent) -> None:
-        """Queue ``event`` for the stream; any thread, never blocks, never raises."""
-        self._writer.append(event)
 
     # ------------------------------------------------------------ lifecycle
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections import deque
+from threading import get_ident
 from typing import final
 
 from redis.asyncio import Redis
@@ -56,6 +56,7 @@ class Writer:
         "_awaiting",
         "_idle",
         "_inflight",
+        "_limit",
         "_loop",
         "_loop_thread",
         "_origin",
@@ -78,6 +79,7 @@ class Writer:
         self._stats = stats
         # Appended from any thread; deque.append and popleft are atomic.
         self._outbox: deque[DomainEvent] = deque(maxlen=settings.buffer_size)
+        self._limit = settings.buffer_size
         self._inflight: list[tuple[bytes, bytes]] = []  # (field name, payload)
         # (sequence number, event) taken for the stream, not yet read back, in
         # order. Bounded: past it, the reader decodes like any other worker.
@@ -100,7 +102,7 @@ class Writer:
     def bind(self) -> None:
         """Remember the running loop: `append` wakes the task on it from any thread."""
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        self._loop_thread = get_ident()
 
     # ------------------------------------------------------------- any thread
 
@@ -108,10 +110,10 @@ class Writer:
         """Queue ``event`` for the stream; never blocks, never raises."""
         try:
             outbox = self._outbox
-            if len(outbox) == outbox.maxlen:
+            if len(outbox) == self._limit:
                 self._overflow()
             outbox.append(event)
-            if threading.get_ident() == self._loop_thread:
+            if get_ident() == self._loop_thread:
                 self._wake.set()
             elif not self._wake_pending and self._loop is not None:
                 # One wake-up in flight is enough: the task takes everything queued.

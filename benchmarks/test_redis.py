@@ -374,9 +374,7 @@ def _change(user: UUID, account: UUID, previous: str, new: str) -> AccountBalanc
 
 
 def _snapshots(bus: EventBus) -> int:
-    plugin = bus.get_plugin("redis")
-    assert isinstance(plugin, RedisBridgePlugin)
-    return plugin.statistics()["snapshots"]
+    return bus.get_plugin(RedisBridgePlugin).statistics()["snapshots"]
 
 
 async def _until(condition: Any, timeout: float = 120) -> None:  # noqa: ASYNC109

@@ -12,10 +12,11 @@ before the bus starts. See ``docs/redis.md``.
 Example:
 
     from eventbus import EventBus
+    from eventbus_redis import RedisBridgePlugin
 
     bus = EventBus()
     bus.load_entry_points()
-    bus.get_plugin("redis").configure(url="redis://127.0.0.1:6379")
+    bus.get_plugin(RedisBridgePlugin).configure(url="redis://127.0.0.1:6379")
     async with bus:
         ...   # fleet handlers now run on every worker on that Redis, in one order
 """

@@ -85,7 +85,7 @@ class RedisBridgePlugin:
         """Set the connection and/or settings; call before ``bus.start()``.
 
         This is how a program configures the plugin that ``load_entry_points``
-        created: ``bus.get_plugin("redis").configure(url="redis://...")``.
+        created: ``bus.get_plugin(RedisBridgePlugin).configure(url="redis://...")``.
 
         Raises:
             RuntimeError: The bridge is already running.

@@ -20,9 +20,7 @@ def loaded_plugin() -> tuple[EventBus, RedisBridgePlugin]:
     """A bus with every entry point loaded, and its ``redis`` plugin."""
     bus = EventBus()
     bus.load_entry_points()
-    plugin = bus.get_plugin("redis")
-    assert isinstance(plugin, RedisBridgePlugin)
-    return bus, plugin
+    return bus, bus.get_plugin(RedisBridgePlugin)
 
 
 def worker(plugin: RedisBridgePlugin) -> Worker:
@@ -66,7 +64,7 @@ class TestInert:
     async def test_configure_the_loaded_plugin(
         self, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
     ) -> None:
-        """``bus.get_plugin("redis").configure(url=...)`` before start (what ``--redis`` does)."""
+        """``bus.get_plugin(RedisBridgePlugin).configure(url=...)`` before start."""
         monkeypatch.delenv(ENV_URL, raising=False)
         bus, plugin = loaded_plugin()
         plugin.configure(url=redis_server.url, stream="custom", maxlen=10)

@@ -66,6 +66,15 @@ def _workers(*types: type[DomainEvent]) -> tuple[EventBus, EventBus]:
     return buses
 
 
+def _logger(log: list[str], text: str) -> Callable[[DomainEvent], None]:
+    """A handler appending ``text`` (formatted with the event as ``e``) to ``log``."""
+
+    def handler(event: DomainEvent) -> None:
+        log.append(text.format(e=event))
+
+    return handler
+
+
 def _appended(bus: EventBus) -> list[DomainEvent]:
     sequencer = bus.sequencer
     assert isinstance(sequencer, RecordingSequencer)
@@ -99,8 +108,8 @@ class TestWhatRunsWhere:
         origin, other = _workers()
         logs: dict[str, list[str]] = {"origin": [], "other": []}
         for name, bus in (("origin", origin), ("other", other)):
-            bus.subscribe(Ping, lambda e, name=name: logs[name].append("local"))
-            bus.subscribe(Ping, lambda e, name=name: logs[name].append("fleet"), fleet=True)
+            bus.subscribe(Ping, _logger(logs[name], "local"))
+            bus.subscribe(Ping, _logger(logs[name], "fleet"), fleet=True)
         event = Ping()
         await origin.publish(event)
         for bus, local in ((origin, True), (other, False)):
@@ -174,8 +183,8 @@ class TestDerivedEvents:
                 await bus.publish(Pong())
 
             bus.subscribe(Ping, derive, fleet=True)
-            bus.subscribe(Pong, lambda e, local=local: logs[local].append("local"))
-            bus.subscribe(Pong, lambda e, local=local: logs[local].append("fleet"), fleet=True)
+            bus.subscribe(Pong, _logger(logs[local], "local"))
+            bus.subscribe(Pong, _logger(logs[local], "fleet"), fleet=True)
         event = Ping()
         for bus, local in ((origin, True), (other, False)):
             await bus.deliver(event, ENTRY, local=local)
@@ -375,8 +384,8 @@ class TestDeferredSyncPublishes:
 
             bus.subscribe(Ping, publisher, fleet=True)
             bus.subscribe(Pong, local_pong)
-            bus.subscribe(Pong, lambda e, log=log: log.append(f"Pong{e.n}"), fleet=True)
-            bus.subscribe(Zap, lambda e, log=log: log.append(f"Zap{e.n}"), fleet=True)
+            bus.subscribe(Pong, _logger(log, "Pong{e.n}"), fleet=True)
+            bus.subscribe(Zap, _logger(log, "Zap{e.n}"), fleet=True)
         event = Ping()
         for index, bus in enumerate(buses):
             await bus.deliver(event, ENTRY, local=index == 0)

@@ -41,6 +41,7 @@ __all__ = [
     "MAX_COUNT",
     "MAX_DECIMAL_DIGITS",
     "DomainEvent",
+    "OrderGap",
     "check_count",
     "check_currency",
     "check_decimal",
@@ -264,3 +265,34 @@ def registered_events() -> Mapping[str, type[DomainEvent]]:
     """Return a read-only snapshot of ``{wire name: event class}``."""
     with _registry_lock:
         return MappingProxyType(dict(_by_name))
+
+
+# -------------------------------------------------------------------- fleet events
+
+
+@event_type("eventbus.order.gap")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OrderGap(DomainEvent):
+    """Entries of the fleet's order were lost before this worker read them.
+
+    A sequencer that finds a gap (the Redis bridge: a stream trimmed past a
+    slow reader, found through per-origin sequence numbers) delivers one to
+    the fleet handlers, in order, where the gap is. Consumers that keep
+    per-client history, such as the SSE broadcaster, tell their clients to
+    refetch their state (``stream.reset``): their streams now have holes.
+
+    Attributes:
+        origin: The id of the worker whose entries are missing.
+        missing: How many of its entries are missing (at least 1).
+    """
+
+    origin: str
+    missing: int
+
+    def __post_init__(self) -> None:
+        DomainEvent.__post_init__(self)
+        if not isinstance(self.origin, str) or not self.origin:
+            _fail(self, "origin", f"must be a non-empty str, got {_describe(self.origin)}")
+        check_count(self, "missing")
+        if self.missing < 1:
+            _fail(self, "missing", f"must be at least 1, got {self.missing}")

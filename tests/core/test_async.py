@@ -16,6 +16,7 @@ import pytest
 
 from eventbus import BusNotRunningError, DomainEvent, EventBus, signals
 from tests.core.samples import Ping, Pong
+from tests.support import wait_until_async
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -112,7 +113,10 @@ class TestSkippedAsyncCalls:
         async def handler(event: Ping) -> None:
             seen.append(event)
 
+        held: list[Ping] = []
+
         async def hold(event: Ping) -> None:
+            held.append(event)
             await gate.wait()  # both publishes are now past plan lookup
 
         strict_bus.subscribe(Ping, hold, priority=1)
@@ -120,7 +124,7 @@ class TestSkippedAsyncCalls:
         await strict_bus.publish(Pong())  # any publish: binds the loop, nothing else
         first = asyncio.ensure_future(strict_bus.publish(Ping(n=1)))
         second = asyncio.ensure_future(strict_bus.publish(Ping(n=2)))
-        await asyncio.sleep(0)
+        await wait_until_async(lambda: len(held) == 2, what="both publishes holding")
         gate.set()
         await asyncio.wait_for(asyncio.gather(first, second), timeout=10)  # no ExceptionGroup
         assert len(seen) == 1

@@ -19,9 +19,11 @@ shape breaks that rule: an event loop run *inside* a sync handler
 (``asyncio.run`` in a handler). An async dispatch that starts while its
 thread's stack is not empty copies the stack into its chain and marks the
 copy with a `StackMark`, so the chain is still exact there, and it sends the
-thread's sync publishes to the careful path (``room`` 0) until it ends. An
-async dispatch nested in that one copies only what the stack gained since
-(usually nothing): each event is in the chain once.
+thread's sync publishes to the careful path (``room`` 0) until it ends, and
+after it while the loop may still run tasks that dispatch started (their
+chains are deeper than the thread's stack shows). An async dispatch nested
+in that one copies only what the stack gained since (usually nothing): each
+event is in the chain once.
 
 Sync levels stay on their thread: a task or thread started with a copy of the
 context continues the *async* part of the chain (the ``ContextVar``), not the
@@ -63,18 +65,28 @@ class Stack(list["DomainEvent"]):
         room: How deep the fast path may push before it hands over to the
             careful one (which checks the exact depth). ``max_depth`` for a
             stack whose bottom is at top level, less when its bottom runs
-            inside an async dispatch, 0 while a loop runs inside its dispatch.
+            inside an async dispatch, 0 while a loop runs inside its dispatch
+            and may still run tasks.
         nested: Async dispatches running inside this stack's dispatch (an
             event loop run by a sync handler).
-        saved_room: ``room`` from before the first of those.
+        saved_room: ``room`` from before the first of those, and
+        saved_bottom: the stack's bottom event then.
+        loop_top: The event under whose sync dispatch that loop runs, once
+            its async dispatches are over: tasks they started may still
+            publish on the loop, with chains deeper than the stack shows
+            (`DispatchContext.settle`). ``None`` otherwise.
+        loop_depth: The stack's length when ``loop_top`` was set.
     """
 
-    __slots__ = ("nested", "room", "saved_room")
+    __slots__ = ("loop_depth", "loop_top", "nested", "room", "saved_bottom", "saved_room")
 
     def __init__(self, room: int) -> None:
         super().__init__()
         self.room = self.saved_room = room
+        self.saved_bottom: DomainEvent | None = None
         self.nested = 0
+        self.loop_top: DomainEvent | None = None
+        self.loop_depth = 0
 
 
 @final
@@ -190,9 +202,15 @@ class DispatchContext:
 
     @contextlib.contextmanager
     def loop_inside_sync(self, stack: Stack) -> Iterator[None]:
-        """While an async dispatch runs inside ``stack``'s sync dispatch: careful path."""
-        if not stack.nested:
+        """While an async dispatch runs inside ``stack``'s sync dispatch: careful path.
+
+        And after it, for as long as the loop may run tasks it started (until
+        `settle` finds the level the loop runs under gone).
+        """
+        self.settle(stack)
+        if not stack.nested and stack.loop_top is None:
             stack.saved_room = stack.room
+            stack.saved_bottom = stack[0]
         stack.nested += 1
         stack.room = 0
         try:
@@ -200,7 +218,25 @@ class DispatchContext:
         finally:
             stack.nested -= 1
             if not stack.nested:
-                stack.room = stack.saved_room
+                stack.loop_top = stack[-1]
+                stack.loop_depth = len(stack)
+
+    def settle(self, stack: Stack) -> None:
+        """Give the fast path its room back once no loop runs inside ``stack``'s dispatch.
+
+        Called on the careful paths: while ``room`` is 0 every sync publish of
+        the thread comes here, so the first one after the loop ended does it.
+        """
+        top = stack.loop_top
+        if top is None or stack.nested:
+            return
+        depth = stack.loop_depth
+        if len(stack) >= depth and stack[depth - 1] is top:
+            return  # the loop may still run tasks
+        stack.loop_top = None
+        # The same bottom keeps its room; a new one was pushed at top level.
+        same = bool(stack) and stack[0] is stack.saved_bottom
+        stack.room = stack.saved_room if same else self.max_depth
 
     @contextlib.contextmanager
     def caused_by(self, cause: DomainEvent) -> Iterator[None]:

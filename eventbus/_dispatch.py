@@ -59,6 +59,7 @@ class Dispatcher:
         """``publish_sync`` when the fast path cannot: see the module docstring."""
         context = self._context
         stack = context.stack()
+        context.settle(stack)
         parent = context.var.get()
         if not stack and parent is not None and isinstance(parent[3], Place):
             self._fleet_sync(event, parent)
@@ -80,6 +81,7 @@ class Dispatcher:
             del stack[-1]
             if bottom:
                 stack.room = context.max_depth
+                stack.loop_top = None  # a loop run inside this dispatch is over
         if errors:
             self.raise_group(event, errors)
 

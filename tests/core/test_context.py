@@ -616,6 +616,57 @@ class TestTasksThreadsAndLoops:
         assert chains == expected
         assert [e.chain for e in refused] == [("Ping",) + ("Pong",) * max_depth]
 
+    @pytest.mark.parametrize("max_depth", [2, 3, 4])
+    def test_task_of_that_loop_publishing_after_its_dispatch(
+        self, make_bus: Callable[..., EventBus], max_depth: int
+    ) -> None:
+        """A task an async handler in that loop started, run after the handler: exact limit.
+
+        A regression: once the loop's async dispatch was over, the sync fast
+        path trusted the thread's stack alone, which does not show the task's
+        async levels, and let its publishes go one level too deep.
+        """
+        bus = make_bus(max_depth=max_depth)
+        chains: list[tuple[int, ...]] = []
+        refused: list[EventCycleError] = []
+        tasks: list[asyncio.Task[None]] = []
+
+        def publish(event: Zap) -> None:
+            try:
+                bus.publish_sync(event)
+            except EventCycleError as exc:
+                refused.append(exc)
+
+        async def spawned() -> None:
+            publish(Zap(n=2))
+
+        async def on_pong(event: Pong) -> None:
+            tasks.append(asyncio.ensure_future(spawned()))  # runs after this dispatch
+
+        def on_zap(event: Zap) -> None:
+            chains.append(numbers(bus.event_chain()))
+            publish(Zap(n=event.n + 1))
+
+        def on_ping(event: Ping) -> None:
+            async def main() -> None:
+                await bus.publish(Pong(n=1))
+                await asyncio.gather(*tasks)
+
+            asyncio.run(main())
+
+        bus.subscribe(Ping, on_ping)
+        bus.subscribe(Pong, on_pong)
+        bus.subscribe(Zap, on_zap)
+        bus.publish_sync(Ping(n=0))
+        assert chains == [tuple(range(k + 1)) for k in range(2, max_depth)]
+        assert [e.chain for e in refused] == [("Ping", "Pong") + ("Zap",) * (max_depth - 1)]
+        # And the thread is back to normal: a root nests to exactly max_depth.
+        chains.clear()
+        refused.clear()
+        bus.publish_sync(Zap(n=0))
+        assert chains == [tuple(range(k + 1)) for k in range(max_depth)]
+        assert [len(e.chain) for e in refused] == [max_depth + 1]
+
     def test_context_copied_in_that_loop_used_after_it(self) -> None:
         """A context copied inside the nested loop, run later on the same thread: still exact.
 

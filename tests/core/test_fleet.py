@@ -34,15 +34,6 @@ pytestmark = pytest.mark.timeout(30)
 
 ENTRY = "1700000000000-0"
 
-#: A bug in _bus.py (the lead's hot paths), reported rather than fixed here.
-_COMPILED_BEFORE_DEFERRED = pytest.mark.xfail(
-    strict=True,
-    reason="core (_bus.py, reported to the lead): EventBus.publish_sync compiles the type's "
-    "local sync plan before it looks at the context, so in a delivery a type whose local "
-    "plan holds an async handler (an unsequenced type's fleet handler, or an async local "
-    "handler) raises AsyncHandlerError from _compile_sync instead of being deferred",
-)
-
 
 @pytest.fixture(name="sequencer")
 def _sequencer() -> RecordingSequencer:
@@ -364,7 +355,6 @@ class TestDeferredSyncPublishes:
             "next step",
         ]
 
-    @_COMPILED_BEFORE_DEFERRED
     async def test_deferral_is_decided_alike_on_every_worker(self) -> None:
         """An async *local* handler defers the event on every worker, running there or not.
 
@@ -439,10 +429,14 @@ class TestDeferredSyncPublishes:
             await asyncio.wait_for(tasks[0], timeout=10)
         assert ran == []
 
-    @_COMPILED_BEFORE_DEFERRED
     @pytest.mark.parametrize("shape", ["unsequenced-async-fleet", "async-local"])
     async def test_deferred_whatever_the_local_plan(self, shape: str) -> None:
-        """Deferred also when the async handler is in the type's local plan."""
+        """Deferred also when the async handler is in the type's local plan.
+
+        (An unsequenced type's local plan holds its fleet handlers too.) The
+        local plan is never compiled for a publish in the fleet, so it cannot
+        raise AsyncHandlerError there.
+        """
         bus = EventBus(raise_errors=True)
         bus.set_sequencer(
             RecordingSequencer(Ping) if shape.startswith("unseq") else RecordingSequencer()

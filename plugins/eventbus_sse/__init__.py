@@ -18,7 +18,7 @@ Example:
 """
 
 from eventbus_sse._app import SSEApp
-from eventbus_sse._auth import Authenticate, SignedTokenAuth, token_from_scope
+from eventbus_sse._auth import Authenticate, SignedTokenAuth, cookie_value, token_from_scope
 from eventbus_sse._broadcaster import Broadcaster, Encoder, PositionSource
 from eventbus_sse._demo import demo_app
 from eventbus_sse._plugin import SSEPlugin
@@ -33,6 +33,7 @@ __all__ = [
     "SSEPlugin",
     "SignedTokenAuth",
     "Subscriber",
+    "cookie_value",
     "demo_app",
     "token_from_scope",
 ]

@@ -1,7 +1,8 @@
 """The event-stream ASGI app: a plain ASGI callable, no framework needed.
 
-Per request: authenticate (401 before streaming), parse ``types=`` (400 for an
-unknown name), subscribe, then stream ``retry:``, the replay or a
+Per request: refuse oversized headers (431, before anything reads them),
+authenticate (401 before streaming), parse ``types=`` (400 for an unknown
+name), subscribe, then stream ``retry:``, the replay or a
 ``stream.reset``, and live frames, with a heartbeat comment whenever the stream
 has been idle for ``heartbeat`` seconds.
 
@@ -19,12 +20,21 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, final
 from uuid import UUID
 
-from eventbus_sse._auth import Authenticate, Scope, query_params
+from eventbus_sse._auth import MAX_HEADER_BYTES, Authenticate, Scope, query_params
 from eventbus_sse._broadcaster import Broadcaster
 from eventbus_sse._frames import HEARTBEAT, retry_frame
 from eventbus_sse._subscriber import Subscriber
 
-__all__ = ["ASGIApp", "Authenticate", "Receive", "SSEApp", "Send", "respond"]
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "ASGIApp",
+    "Authenticate",
+    "Receive",
+    "SSEApp",
+    "Send",
+    "header_bytes",
+    "respond",
+]
 
 _log = logging.getLogger("eventbus.sse")
 
@@ -65,6 +75,12 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
+def header_bytes(scope: Scope) -> int:
+    """The size of a request's header names, values and query string, in bytes."""
+    query: bytes = scope.get("query_string", b"")
+    return len(query) + sum(len(k) + len(v) for k, v in scope.get("headers", ()))
+
+
 async def _until_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -91,12 +107,16 @@ class SSEApp:
     SSE event names), ``lastEventId`` (when the ``Last-Event-ID`` header cannot
     be sent), ``token`` (read by the authenticator, if it wants).
 
+    A request whose headers and query string together pass ``max_header_bytes``
+    gets a 431 before the authenticator or anything else reads them.
+
     Raises:
         TypeError: ``authenticate`` is missing or not callable.
-        ValueError: ``heartbeat`` is not positive or ``retry_ms`` is negative.
+        ValueError: ``heartbeat`` is not positive, ``retry_ms`` is negative or
+            ``max_header_bytes`` is below 1024.
     """
 
-    __slots__ = ("_auth", "_broadcaster", "_heartbeat", "_retry")
+    __slots__ = ("_auth", "_broadcaster", "_heartbeat", "_max_header", "_retry")
 
     def __init__(
         self,
@@ -105,6 +125,7 @@ class SSEApp:
         authenticate: Authenticate,
         heartbeat: float = 15.0,
         retry_ms: int = 3000,
+        max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> None:
         if authenticate is None or not callable(authenticate):
             raise TypeError(
@@ -115,6 +136,9 @@ class SSEApp:
             raise ValueError(f"heartbeat must be positive seconds, got {heartbeat!r}")
         if not (isinstance(retry_ms, int) and retry_ms >= 0):
             raise ValueError(f"retry_ms must be an int >= 0, got {retry_ms!r}")
+        if not (isinstance(max_header_bytes, int) and max_header_bytes >= 1024):
+            raise ValueError(f"max_header_bytes must be an int >= 1024, got {max_header_bytes!r}")
+        self._max_header = max_header_bytes
         self._broadcaster = broadcaster
         self._auth = authenticate
         self._heartbeat = float(heartbeat)
@@ -133,6 +157,9 @@ class SSEApp:
             return
         if kind != "http":
             raise RuntimeError(f"the SSE app serves HTTP only, not {kind!r}")
+        if header_bytes(scope) > self._max_header:
+            await respond(send, 431, b"request header fields too large\n")
+            return
         if scope.get("method") != "GET":
             await respond(send, 405, b"method not allowed\n", headers=((b"allow", b"GET"),))
             return

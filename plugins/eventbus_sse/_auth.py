@@ -10,6 +10,12 @@ checked in this order: an ``Authorization: Bearer <token>`` header, a
 ``?token=`` query parameter, a cookie (default name ``eventbus_token``). Use
 `token_from_scope` in your own authenticator to get the same behaviour.
 
+Cookies are read by `cookie_value`, a linear scan for the one cookie wanted,
+never by `http.cookies.SimpleCookie`: that parser runs on the event loop before
+anyone is authenticated, and before Python 3.11.10 / 3.12.6 it is quadratic in
+backslashes (CVE-2024-7592). A Cookie header over `MAX_COOKIE_BYTES` is not
+read at all.
+
 `SignedTokenAuth` is a small stdlib (HMAC-SHA256) token scheme for the demo and
 for tests. In production, plug in your session or JWT check instead:
 
@@ -28,12 +34,20 @@ import hmac
 import struct
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from http.cookies import CookieError, SimpleCookie
 from typing import Any, Final, final
 from urllib.parse import parse_qs
 from uuid import UUID
 
-__all__ = ["Authenticate", "Scope", "SignedTokenAuth", "query_params", "token_from_scope"]
+__all__ = [
+    "MAX_COOKIE_BYTES",
+    "MAX_HEADER_BYTES",
+    "Authenticate",
+    "Scope",
+    "SignedTokenAuth",
+    "cookie_value",
+    "query_params",
+    "token_from_scope",
+]
 
 #: An ASGI connection scope.
 Scope = MutableMapping[str, Any]
@@ -42,6 +56,10 @@ Scope = MutableMapping[str, Any]
 Authenticate = Callable[[Scope], Awaitable[UUID | None]]
 
 DEFAULT_COOKIE: Final = "eventbus_token"
+#: Headers plus query string, in bytes, above which the stream app answers 431.
+MAX_HEADER_BYTES: Final = 16 * 1024
+#: Cookie headers (all of a request's together) longer than this are not read.
+MAX_COOKIE_BYTES: Final = MAX_HEADER_BYTES
 _PAYLOAD: Final = struct.Struct(">16sQ")  # user UUID, expiry (unix seconds, 0 = never)
 
 
@@ -59,6 +77,28 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def cookie_value(scope: Scope, name: str) -> str | None:
+    """Return the value of cookie ``name`` in the scope's Cookie headers, or ``None``.
+
+    One linear pass over ``name=value`` pairs separated by ``;`` (RFC 6265),
+    in every Cookie header (HTTP/2 may send several); one pair of surrounding
+    double quotes is removed, and nothing is unescaped. Headers longer than
+    `MAX_COOKIE_BYTES` in all are not read: ``None``.
+    """
+    headers = [v for k, v in scope.get("headers", ()) if k.lower() == b"cookie"]
+    if not headers or sum(len(v) for v in headers) > MAX_COOKIE_BYTES:
+        return None
+    for header in headers:
+        for pair in header.decode("latin-1").split(";"):
+            key, sep, value = pair.partition("=")
+            if sep and key.strip() == name:
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                return value or None
+    return None
+
+
 def token_from_scope(scope: Scope, cookie: str = DEFAULT_COOKIE) -> str | None:
     """Return the token a client sent: bearer header, then ``?token=``, then cookie."""
     auth = _header(scope, b"authorization")
@@ -69,16 +109,7 @@ def token_from_scope(scope: Scope, cookie: str = DEFAULT_COOKIE) -> str | None:
     tokens = query_params(scope).get("token")
     if tokens and tokens[0]:
         return tokens[0]
-    raw_cookie = _header(scope, b"cookie")
-    if raw_cookie:
-        try:
-            jar = SimpleCookie(raw_cookie)
-        except CookieError:
-            return None
-        morsel = jar.get(cookie)
-        if morsel is not None and morsel.value:
-            return morsel.value
-    return None
+    return cookie_value(scope, cookie)
 
 
 def _b64(data: bytes) -> str:

@@ -33,6 +33,7 @@ from uuid import UUID
 
 from eventbus import DomainEvent, codec
 from eventbus.events import event_name
+from eventbus_sse._auth import MAX_HEADER_BYTES
 from eventbus_sse._frames import EntryKey, Frame, build_frame, entry_key, new_epoch
 from eventbus_sse._mapping import MappingTable
 from eventbus_sse._resume import ResumeBuffers
@@ -188,6 +189,7 @@ class Broadcaster:
         authenticate: Authenticate,
         heartbeat: float = 15.0,
         retry_ms: int = 3000,
+        max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> SSEApp:
         """Build the plain ASGI app that serves this broadcaster's streams.
 
@@ -196,10 +198,18 @@ class Broadcaster:
                 no allow-all default. ``None`` means 401.
             heartbeat: Seconds between heartbeat comments on an idle stream.
             retry_ms: The reconnect delay sent to clients in the first frame.
+            max_header_bytes: Headers plus query string above this get a 431
+                before anything reads them.
         """
         from eventbus_sse._app import SSEApp
 
-        return SSEApp(self, authenticate=authenticate, heartbeat=heartbeat, retry_ms=retry_ms)
+        return SSEApp(
+            self,
+            authenticate=authenticate,
+            heartbeat=heartbeat,
+            retry_ms=retry_ms,
+            max_header_bytes=max_header_bytes,
+        )
 
     # ---------------------------------------------------------------- publish
 

@@ -37,15 +37,32 @@ __all__ = ["EventBus"]
 E = TypeVar("E", bound=DomainEvent)
 R = TypeVar("R", bound="Awaitable[None] | None")
 
-# (subscriptions, sync plans, async fast-path plans, async plans with
-# concurrent handlers, fleet plans by (type, with local handlers))
-_State = tuple[
-    tuple[Subscription[Any], ...],
-    dict[type, _plans.SyncPlan],
-    dict[type, _plans.AsyncPlan],
-    dict[type, _plans.AsyncPlan],
-    dict[tuple[type, bool], _plans.FleetPlan],
-]
+
+#: What the careful sync path is handed for a publish it routes by context alone.
+_NO_PLAN: Final = _plans.SyncPlan()
+_NO_PLAN.owners = {}
+
+
+@final
+class _Caches:
+    """The compiled plans of one generation of subscriptions; replaced on every change.
+
+    Attributes:
+        subs: The subscriptions they are compiled from, taken on first need.
+        sync: ``publish_sync`` plans.
+        fast: ``publish`` plans without concurrent handlers (its fast path).
+        slow: ``publish`` plans with concurrent handlers.
+        fleet: `deliver` plans, by (type, with local handlers).
+    """
+
+    __slots__ = ("fast", "fleet", "slow", "subs", "sync")
+
+    def __init__(self) -> None:
+        self.subs: tuple[Subscription[Any], ...] | None = None
+        self.sync: dict[type, _plans.SyncPlan] = {}
+        self.fast: dict[type, _plans.AsyncPlan] = {}
+        self.slow: dict[type, _plans.AsyncPlan] = {}
+        self.fleet: dict[tuple[type, bool], _plans.FleetPlan] = {}
 
 
 @final
@@ -64,14 +81,16 @@ class EventBus(PluginMethods):
     __slots__ = (
         "__weakref__",
         "_async_plans",
+        "_caches",
         "_context",
+        "_dead",
         "_dispatch",
         "_lock",
         "_loop",
         "_plugins",
         "_projections",
         "_sequencer",
-        "_state",
+        "_subs",
         "_sync_plans",
         "_tls",
         "_var",
@@ -86,9 +105,13 @@ class EventBus(PluginMethods):
         self._var: Final = self._context.var
         self._lock = threading.Lock()
         self._sequencer: Sequencer | None = None
-        self._state: _State = ((), {}, {}, {}, {})
-        self._sync_plans = self._state[1]
-        self._async_plans = self._state[2]
+        # Subscriptions by sequence number, in subscription order; changed under
+        # the lock in O(1). Plans are immutable snapshots, so this need not be.
+        self._subs: dict[int, Subscription[Any]] = {}
+        self._dead: list[Subscription[Any]] = []
+        self._caches = _Caches()
+        self._sync_plans = self._caches.sync
+        self._async_plans = self._caches.fast
         self._dispatch: Final = Dispatcher(self)
         self._projections: Final = Projections()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -148,7 +171,8 @@ class EventBus(PluginMethods):
             plugin=plugin,
         )
         with self._lock:
-            self._replace((*self._state[0], sub))
+            self._subs[sub._seq] = sub
+            self._changed()
         if plugin is not None:
             self._plugins.record(plugin, sub)
         return sub
@@ -181,66 +205,81 @@ class EventBus(PluginMethods):
 
     def subscriptions(self) -> tuple[Subscription[Any], ...]:
         """All active subscriptions, in subscription order."""
-        # A weak subscription whose object died while another thread held the
-        # lock is only marked inactive until the next change (see _unsubscribe).
-        return tuple(s for s in self._state[0] if s._active)
+        with self._lock:
+            return tuple(s for s in self._subs.values() if s._active)
 
     def _unsubscribe(self, sub: Subscription[Any], *, blocking: bool = True) -> bool:
         if not self._lock.acquire(blocking):
             # Only from a weakref callback, whose GC may have interrupted this very
-            # thread inside the lock. Mark it; the next change purges it.
+            # thread inside the lock. Mark it (plans skip it); the next change
+            # takes it out of the registry.
             was_active, sub._active = sub._active, False
+            if was_active:
+                self._dead.append(sub)
             return was_active
         try:
             if not sub._active:
                 return False
             sub._active = False
-            self._replace(tuple(s for s in self._state[0] if s is not sub))
+            del self._subs[sub._seq]
+            self._changed()
         finally:
             self._lock.release()
         return True
 
-    def _replace(self, subs: tuple[Subscription[Any], ...]) -> None:
-        # Caller holds self._lock. Fresh caches: in-flight publishes keep the old
+    def _changed(self) -> None:
+        # Caller holds self._lock. Fresh caches: in-flight publishes keep the
         # plan they already hold (snapshot semantics), new ones recompile.
-        subs = tuple(s for s in subs if s._active)  # purge deferred cancellations
-        state: _State = (subs, {}, {}, {}, {})
-        self._state = state
-        self._sync_plans = state[1]
-        self._async_plans = state[2]
+        while self._dead:
+            self._subs.pop(self._dead.pop()._seq, None)
+        caches = self._caches = _Caches()
+        self._sync_plans = caches.sync
+        self._async_plans = caches.fast
 
     def _forget_plans(self) -> None:
         """Drop every cached plan (module ``_observed``)."""
         with self._lock:
-            self._replace(self._state[0])
+            self._changed()
+
+    def _subscribed(self, caches: _Caches) -> tuple[Subscription[Any], ...]:
+        """The subscriptions to compile ``caches``' plans from, taken once per generation."""
+        subs = caches.subs
+        if subs is None:
+            with self._lock:
+                # If subscriptions changed meanwhile, this is newer than ``caches``:
+                # still right to compile from, and ``caches`` is discarded anyway.
+                subs = tuple(s for s in self._subs.values() if s._active)
+                if caches is self._caches:
+                    caches.subs = subs
+        return subs
 
     def _compile_sync(self, cls: type) -> _plans.SyncPlan:
         # Not cached on AsyncHandlerError (every publish_sync of cls raises
         # again), nor while observed (every publish takes the careful path).
-        state = self._state
-        plan = _plans.sync_plan(state[0], cls, self._sequencer)
-        if state is self._state and not observed():
-            state[1][cls] = plan
+        caches = self._caches
+        plan = _plans.sync_plan(self._subscribed(caches), cls, self._sequencer)
+        if caches is self._caches and not observed():
+            caches.sync[cls] = plan
         return plan
 
     def _compile_async(self, cls: type) -> _plans.AsyncPlan:
-        state = self._state
-        plan = state[3].get(cls)
+        caches = self._caches
+        plan = caches.slow.get(cls)
         if plan is None:
-            plan = _plans.async_plan(state[0], cls, self._sequencer)
-            if state is self._state and not observed():
+            plan = _plans.async_plan(self._subscribed(caches), cls, self._sequencer)
+            if caches is self._caches and not observed():
                 # Plans with concurrent handlers never take the fast path, so
                 # they are kept out of the dict it looks in.
-                (state[3] if _plans.is_concurrent(plan) else state[2])[cls] = plan
+                (caches.slow if _plans.is_concurrent(plan) else caches.fast)[cls] = plan
         return plan
 
     def _fleet_plan(self, cls: type, with_local: bool) -> _plans.FleetPlan:
-        state = self._state
-        plan = state[4].get((cls, with_local))
+        caches = self._caches
+        plan = caches.fleet.get((cls, with_local))
         if plan is None:
-            plan = _plans.fleet_plan(state[0], cls, with_local)
-            if state is self._state:
-                state[4][cls, with_local] = plan
+            plan = _plans.fleet_plan(self._subscribed(caches), cls, with_local)
+            if caches is self._caches:
+                caches.fleet[cls, with_local] = plan
         return plan
 
     # ------------------------------------------------------------------ publishing
@@ -258,6 +297,12 @@ class EventBus(PluginMethods):
             plan = self._sync_plans[type(event)]
         except KeyError:
             # The type's first publish, or somebody observes (module _observed).
+            node = self._var.get()
+            if node is not None and isinstance(node[3], Place):
+                # Derived in the fleet: its fleet plan applies, never the local
+                # one (which may hold async handlers: publish_sync defers those).
+                self._dispatch.publish_sync(event, _NO_PLAN)
+                return
             plan = self._compile_sync(type(event))
             if plan:
                 self._dispatch.publish_sync(event, plan)
@@ -439,7 +484,7 @@ class EventBus(PluginMethods):
             if sequencer is not None and self._sequencer not in (None, sequencer):
                 raise RuntimeError(f"a sequencer is attached already: {self._sequencer!r}")
             self._sequencer = sequencer
-            self._replace(self._state[0])
+            self._changed()
 
     async def deliver(self, event: DomainEvent, position: str, *, local: bool) -> None:
         """Run ``event``'s fleet handlers: an entry of the fleet's order, at ``position``.
@@ -495,4 +540,4 @@ class EventBus(PluginMethods):
         await self._plugins.startup()
 
     def __repr__(self) -> str:
-        return f"<EventBus subscriptions={len(self._state[0])} plugins={len(self.plugins())}>"
+        return f"<EventBus subscriptions={len(self._subs)} plugins={len(self.plugins())}>"

@@ -222,10 +222,12 @@ class Dispatcher:
 
     async def deliver(self, event: DomainEvent, position: str, local: bool) -> None:
         """See `eventbus.EventBus.deliver`."""
-        delivery = Delivery(position, local)
-        parent = self._context.var.get()
         # The entry's own event ran its local handlers where it was published.
         plan = self._bus._fleet_plan(type(event), False)
+        if not plan and not PUBLISHED:
+            return  # nothing to run here: skip the context and the delivery record
+        delivery = Delivery(position, local)
+        parent = self._context.var.get()
         try:
             errors = await self._fleet_dispatch(
                 event, delivery, Place(delivery, position), parent, plan

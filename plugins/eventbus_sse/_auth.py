@@ -28,9 +28,9 @@ for tests. In production, plug in your session or JWT check instead:
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
+import re
 import struct
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -39,8 +39,10 @@ from urllib.parse import parse_qs
 from uuid import UUID
 
 __all__ = [
+    "DEFAULT_TTL",
     "MAX_COOKIE_BYTES",
     "MAX_HEADER_BYTES",
+    "MAX_TTL",
     "Authenticate",
     "Scope",
     "SignedTokenAuth",
@@ -60,7 +62,15 @@ DEFAULT_COOKIE: Final = "eventbus_token"
 MAX_HEADER_BYTES: Final = 16 * 1024
 #: Cookie headers (all of a request's together) longer than this are not read.
 MAX_COOKIE_BYTES: Final = MAX_HEADER_BYTES
-_PAYLOAD: Final = struct.Struct(">16sQ")  # user UUID, expiry (unix seconds, 0 = never)
+_PAYLOAD: Final = struct.Struct(">16sQ")  # user UUID, expiry (unix seconds)
+#: The canonical text of a token: 24 payload bytes in 32 characters, then a
+#: 32-byte signature in 43; URL-safe alphabet, no padding, nothing around it.
+_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{43}")
+
+#: A token's lifetime when `SignedTokenAuth.issue` is not given one: an hour.
+DEFAULT_TTL: Final = 3600.0
+#: The longest lifetime `SignedTokenAuth.issue` accepts: 366 days.
+MAX_TTL: Final = 366 * 86400
 
 
 def query_params(scope: Scope) -> dict[str, list[str]]:
@@ -116,18 +126,28 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _check_ttl(ttl: object) -> float:
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise TypeError(f"ttl must be seconds (an int or float), got {ttl!r}")
+    if not (0 < ttl <= MAX_TTL):  # also refuses nan and inf
+        raise ValueError(f"ttl must be finite seconds in (0, {MAX_TTL}], got {ttl!r}")
+    return float(ttl)
 
 
 @final
 class SignedTokenAuth:
     """HMAC-signed user tokens; an instance is itself an `Authenticate`.
 
-    A token is ``<payload>.<signature>``, both URL-safe base64: the payload
-    holds the user's UUID and an optional expiry, the signature is
-    HMAC-SHA256 over the payload with ``secret``. Tokens are URL- and
+    A token is ``<payload>.<signature>``, both URL-safe base64 without
+    padding: the payload holds the user's UUID and the expiry, the signature
+    is HMAC-SHA256 over the payload with ``secret``. Tokens are URL- and
     cookie-safe, so they work in ``?token=``.
+
+    Every token expires: `issue` defaults to `DEFAULT_TTL` (an hour) and
+    accepts at most `MAX_TTL`. `verify` accepts only the exact text `issue`
+    writes: the 32 + 1 + 43 characters of the canonical encoding, nothing
+    else that decodes to the same bytes (no ``+`` or ``/``, padding,
+    whitespace or stray characters).
 
     Args:
         secret: At least 16 bytes of key material; keep it out of the code.
@@ -154,18 +174,16 @@ class SignedTokenAuth:
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()
 
-    def issue(self, user_id: UUID, *, ttl: float | None = None) -> str:
-        """Return a token for ``user_id``, valid for ``ttl`` seconds (or forever).
+    def issue(self, user_id: UUID, *, ttl: float = DEFAULT_TTL) -> str:
+        """Return a token for ``user_id``, valid for ``ttl`` seconds.
 
         Raises:
-            TypeError: ``user_id`` is not a UUID.
-            ValueError: ``ttl`` is not positive.
+            TypeError: ``user_id`` is not a UUID, or ``ttl`` is not a number.
+            ValueError: ``ttl`` is not in ``(0, MAX_TTL]`` (nan and inf included).
         """
         if not isinstance(user_id, UUID):
             raise TypeError(f"user_id must be a UUID, got {type(user_id).__name__}")
-        if ttl is not None and not ttl > 0:
-            raise ValueError(f"ttl must be positive seconds, got {ttl!r}")
-        expires = 0 if ttl is None else int(time.time() + ttl) + 1
+        expires = int(time.time() + _check_ttl(ttl)) + 1
         payload = _PAYLOAD.pack(user_id.bytes, expires)
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
@@ -173,21 +191,21 @@ class SignedTokenAuth:
         """Return the user a token was issued for, or ``None`` if it is invalid or expired.
 
         Args:
-            token: A token from `issue`.
+            token: A token from `issue`, exactly as it wrote it.
             now: The current unix time; defaults to `time.time()`.
         """
-        head, sep, tail = token.partition(".")
-        if not sep:
+        if not isinstance(token, str) or _TOKEN.fullmatch(token) is None:
             return None
-        try:
-            payload, signature = _unb64(head), _unb64(tail)
-        except (binascii.Error, ValueError):
+        head, _, tail = token.partition(".")
+        payload = base64.urlsafe_b64decode(head)
+        signature = base64.urlsafe_b64decode(tail + "=")
+        if _b64(signature) != tail:  # the last character's unused bits must be 0
             return None
-        if len(payload) != _PAYLOAD.size or not hmac.compare_digest(signature, self._sign(payload)):
+        if not hmac.compare_digest(signature, self._sign(payload)):
             return None
         user, expires = _PAYLOAD.unpack(payload)
-        if expires and expires < (time.time() if now is None else now):
-            return None
+        if expires < (time.time() if now is None else now):
+            return None  # expiry 0 (never) is refused too: older versions issued it
         return UUID(bytes=user)
 
     async def __call__(self, scope: Scope) -> UUID | None:

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import random
-import secrets
 import signal
 import socket
 import sys
@@ -31,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any, final
 from uuid import UUID
 
 from eventbus._bus import EventBus
+from eventbus._demo_secret import SecretError, demo_secret
 from eventbus._priority import Priority
 from eventbus._simulator import BASE_CURRENCY, DEMO_RATES, Simulator
 from eventbus.events import DomainEvent
@@ -65,6 +64,8 @@ class DemoOptions:
     redis_url: str | None = None
     seed: int | None = None
     verbose: bool = False
+    token_ttl: float = 86400.0
+    secret: str | None = None
 
 
 # ---------------------------------------------------------------------- plugins
@@ -105,17 +106,6 @@ def _configure_plugins(options: DemoOptions) -> None:
     )
     if options.redis_url:
         os.environ["EVENTBUS_REDIS_URL"] = options.redis_url
-
-
-def _token_secret(redis_url: str | None) -> bytes:
-    # Two demo workers on one Redis must accept each other's tokens, so they
-    # derive the same secret from the URL; a lone demo uses a random one.
-    configured = os.environ.get("EVENTBUS_DEMO_SECRET")
-    if configured:
-        return configured.encode()
-    if redis_url:
-        return hashlib.sha256(b"eventbus-demo:" + redis_url.encode()).digest()
-    return secrets.token_bytes(32)
 
 
 # ----------------------------------------------------------------------- runner
@@ -208,7 +198,7 @@ class _Demo:
         )
 
     def _load(self) -> tuple[Any, Any, Any]:
-        """Load the plugins; return the SSE broadcaster, the token auth and the demo app."""
+        """Load the plugins; return the SSE broadcaster, ``SignedTokenAuth`` and ``demo_app``."""
         try:
             import uvicorn  # noqa: F401  # the sse extra: fail early, with the fix
         except ImportError as exc:
@@ -224,13 +214,21 @@ class _Demo:
         broadcaster: Any = getattr(sse, "broadcaster", None)
         if broadcaster is None:
             raise DemoError("the 'sse' plugin has no broadcaster")
-        redis_url = self.options.redis_url or os.environ.get("EVENTBUS_REDIS_URL")
-        auth = token_auth(_token_secret(redis_url))
         self.bus.subscribe(DomainEvent, self._count, priority=Priority.LAST)
         self.bus.subscribe(
             PortfolioNetWorthRecalculated, self._remember, priority=Priority.LAST, fleet=True
         )
-        return broadcaster, auth, self._with_state(demo_app(broadcaster, auth), auth)
+        return broadcaster, token_auth, demo_app
+
+    async def _auth(self, token_auth: Any) -> Any:
+        """The token auth, with the fleet's secret (module ``_demo_secret``); checks --token-ttl."""
+        redis_url = self.options.redis_url or os.environ.get("EVENTBUS_REDIS_URL")
+        try:
+            auth = token_auth(await demo_secret(self.options.secret, redis_url))
+            auth.issue(UUID(int=0), ttl=self.options.token_ttl)
+        except (SecretError, ValueError) as exc:
+            raise DemoError(str(exc)) from exc
+        return auth
 
     def _with_state(self, app: Any, auth: Any) -> Any:
         """The demo app plus ``GET /networth?token=``: the user's figure, for the page's first paint.
@@ -260,15 +258,21 @@ class _Demo:
         return with_state
 
     async def run(self) -> int:
-        broadcaster, auth, app = self._load()
+        broadcaster, token_auth, demo_app = self._load()
         sock = _bind(self.options.host, self.options.port)
-        ready = asyncio.Event()
-        server = _server(app, ready)
         try:
             await self.bus.start()
         except Exception as exc:  # e.g. --redis without redis-py installed
             sock.close()
             raise DemoError(f"a plugin failed to start: {exc}") from exc
+        try:
+            auth = await self._auth(token_auth)
+        except BaseException:
+            sock.close()
+            await self.bus.aclose()
+            raise
+        ready = asyncio.Event()
+        server = _server(self._with_state(demo_app(broadcaster, auth), auth), ready)
         try:
             serving = asyncio.create_task(server.serve(sockets=[sock]))
             waiting = asyncio.create_task(ready.wait())
@@ -332,10 +336,12 @@ class _Demo:
         base = f"http://{host}:{self.options.port}"
         self.out.write(f"eventbus demo: serving {len(self.sim.users)} users on {base}\n")
         for user in self.sim.users:
-            self.out.write(f"  {user.name:<8} {base}/?token={auth.issue(user.user_id)}\n")
+            token = auth.issue(user.user_id, ttl=self.options.token_ttl)
+            self.out.write(f"  {user.name:<8} {base}/?token={token}\n")
         until = f"for {self.options.duration:g}s" if self.options.duration else "until Ctrl-C"
         if self.sim.users:
-            self.out.write(f"Open a URL in your browser. Running {until}.\n")
+            valid = f"{self.options.token_ttl / 3600:g}h"
+            self.out.write(f"Open a URL in your browser (valid for {valid}). Running {until}.\n")
         else:  # a serving-only worker: another demo on the same Redis publishes
             self.out.write(f"Open another worker's URL with port {self.options.port}. ")
             self.out.write(f"Running {until}.\n")

@@ -104,6 +104,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         redis_url=args.redis,
         seed=args.seed,
         verbose=args.verbose,
+        token_ttl=args.token_ttl,
+        secret=args.secret,
     )
     return run_demo(options)
 
@@ -199,6 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--seed", type=int, default=None, help="random seed for a repeatable simulation"
+    )
+    demo.add_argument(
+        "--token-ttl",
+        type=_positive(float),
+        default=86400.0,
+        metavar="SECONDS",
+        help="lifetime of the printed tokens (default 86400: a day; at most 366 days)",
+    )
+    demo.add_argument(
+        "--secret",
+        default=None,
+        help="token signing secret, 16 bytes or more, the same on every worker (default: "
+        "$EVENTBUS_DEMO_SECRET; else random, shared by the --redis fleet through Redis). "
+        "Prefer the variable: a flag shows in the process list",
     )
     demo.add_argument(
         "-v", "--verbose", action="store_true", help="also show the logging plugin's records"

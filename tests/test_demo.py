@@ -7,25 +7,32 @@ streaming) and a real headless Chromium to it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from uuid import UUID
 
 import httpx
 import pytest
 
 from eventbus import DomainEvent, EventBus, codec
 from eventbus._demo import DemoError, plugin_api
+from eventbus._demo_secret import SECRET_KEY
 from eventbus._simulator import DEMO_RATES, Simulator
 from eventbus.portfolio import AccountBalanceUpdated, AccountHoldingsUpdated
+from eventbus_sse import SignedTokenAuth
 from tests.support import CHROMIUM_ARGS, RedisServer, free_port, require_binary, wait_until
 
 URL = re.compile(r"^\s+(\S+)\s+(http://\S+/\?token=\S+)$")
@@ -124,9 +131,9 @@ class TestPluginApi:
 class DemoProcess:
     """A running ``eventbus demo`` subprocess and the lines it printed."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")} | (env or {})
         env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "eventbus.cli", "demo", "--port", str(self.port), *args],
@@ -189,9 +196,11 @@ def _demo_process() -> Iterator[list[DemoProcess]]:
             demo.proc.wait(10)
 
 
-def start_demo(registry: list[DemoProcess], *args: str) -> DemoProcess:
+def start_demo(
+    registry: list[DemoProcess], *args: str, env: dict[str, str] | None = None
+) -> DemoProcess:
     """Start ``eventbus demo`` and remember it, so the fixture can clean up."""
-    demo = DemoProcess(*args)
+    demo = DemoProcess(*args, env=env)
     registry.append(demo)
     return demo
 
@@ -199,6 +208,27 @@ def start_demo(registry: list[DemoProcess], *args: str) -> DemoProcess:
 def events_url(page_url: str) -> str:
     """The stream URL behind a demo page URL (the page's own EventSource target)."""
     return page_url.replace("/?token=", "/events?token=")
+
+
+def token_of(page_url: str) -> str:
+    """The token in a printed demo URL."""
+    return page_url.partition("/?token=")[2]
+
+
+def expiry_of(token: str) -> int:
+    """The expiry (unix seconds, 0 for never) signed into a `SignedTokenAuth` token."""
+    head = token.partition(".")[0]
+    _, expires = struct.unpack(">16sQ", base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    return int(expires)
+
+
+def stream_status(url: str) -> int:
+    """The status a GET of a stream URL gets (the stream, if any, is closed at once)."""
+    with (
+        httpx.Client(timeout=httpx.Timeout(10.0)) as client,
+        client.stream("GET", url) as response,
+    ):
+        return response.status_code
 
 
 class TestDemoCommand:
@@ -263,6 +293,28 @@ class TestDemoCommand:
         assert clash.returncode == 2
         assert f"cannot listen on 127.0.0.1:{first.port}" in clash.stderr
         assert "--port" in clash.stderr
+
+    def test_printed_tokens_expire_in_a_day(self, demo_process: list[DemoProcess]) -> None:
+        """The URLs carry tokens with a finite lifetime, a day by default, and say so."""
+        before = time.time()
+        demo = start_demo(demo_process, "--users", "1", "--duration", "30")
+        (page,) = demo.urls(1).values()
+        assert before + 86400 <= expiry_of(token_of(page)) <= time.time() + 86400 + 2
+        assert "valid for 24h" in "\n".join(demo.out)
+
+    def test_token_ttl_sets_the_lifetime(self, demo_process: list[DemoProcess]) -> None:
+        """--token-ttl 90: the printed token expires 90 s after it was issued, and works now."""
+        before = time.time()
+        demo = start_demo(demo_process, "--users", "1", "--token-ttl", "90", "--duration", "30")
+        (page,) = demo.urls(1).values()
+        assert before + 90 <= expiry_of(token_of(page)) <= time.time() + 90 + 2
+        assert stream_status(events_url(page)) == 200
+
+    def test_a_bad_token_ttl_is_a_clear_error(self, demo_process: list[DemoProcess]) -> None:
+        """A lifetime past a year is refused before serving, naming ttl; exit code 2."""
+        demo = start_demo(demo_process, "--users", "1", "--token-ttl", "1e30")
+        assert demo.wait() == 2, demo.diagnostics()
+        assert "ttl" in "\n".join(demo.err)
 
     def test_a_bad_redis_url_is_a_clear_error(self, demo_process: list[DemoProcess]) -> None:
         """The Redis plugin's own validation message reaches the user; exit code 2."""
@@ -345,6 +397,74 @@ class TestDemoWithRedis:
             assert "not caught up" not in "\n".join(late.err), late.diagnostics()
         finally:
             server.stop()
+
+
+@pytest.mark.redis
+class TestDemoSecret:
+    """The demo's signing secret: random per fleet, shared through Redis, never from the URL."""
+
+    def test_workers_share_a_random_secret_kept_in_redis(
+        self, demo_process: list[DemoProcess], tmp_path: Path
+    ) -> None:
+        """A token forged from the URL is refused; the secret stored in Redis signs for both."""
+        server = RedisServer(require_binary("redis-server"), tmp_path)
+        server.start()
+        try:
+            first = start_demo(demo_process, "--redis", server.url, "--users", "1")
+            second = start_demo(demo_process, "--redis", server.url, "--users", "0")
+            (page,) = first.urls(1).values()
+            second.urls(0)
+            user = UUID(bytes=base64.urlsafe_b64decode(token_of(page).partition(".")[0])[:16])
+            from_url = hashlib.sha256(b"eventbus-demo:" + server.url.encode()).digest()
+            forged = SignedTokenAuth(from_url).issue(user)  # what knowing the URL used to give
+            for demo in (first, second):
+                base = f"http://127.0.0.1:{demo.port}/events?token="
+                assert stream_status(base + forged) == 401
+                assert stream_status(base + token_of(page)) == 200  # the printed one, anywhere
+            with server.client() as redis:
+                stored = redis.get(SECRET_KEY)
+            assert isinstance(stored, bytes)
+            assert len(stored) >= 32
+            signed = SignedTokenAuth(stored).issue(user)
+            for demo in (first, second):
+                assert stream_status(f"http://127.0.0.1:{demo.port}/events?token={signed}") == 200
+            for demo in (first, second):
+                demo.proc.send_signal(signal.SIGINT)
+                assert demo.wait() == 0, demo.diagnostics()
+        finally:
+            server.stop()
+
+    @pytest.mark.parametrize("how", ["flag", "env"])
+    def test_a_given_secret_wins(
+        self, how: str, demo_process: list[DemoProcess], tmp_path: Path
+    ) -> None:
+        """--secret or EVENTBUS_DEMO_SECRET signs the tokens; Redis is not asked for one."""
+        secret = "a shared secret, long enough"
+        server = RedisServer(require_binary("redis-server"), tmp_path)
+        server.start()
+        try:
+            args: tuple[str, ...] = ("--redis", server.url, "--users", "1")
+            if how == "flag":
+                demo = start_demo(demo_process, *args, "--secret", secret)
+            else:
+                demo = start_demo(demo_process, *args, env={"EVENTBUS_DEMO_SECRET": secret})
+            (page,) = demo.urls(1).values()
+            assert SignedTokenAuth(secret.encode()).verify(token_of(page)) is not None
+            with server.client() as redis:
+                assert redis.get(SECRET_KEY) is None
+            demo.proc.send_signal(signal.SIGINT)
+            assert demo.wait() == 0, demo.diagnostics()
+        finally:
+            server.stop()
+
+    def test_a_short_secret_is_a_clear_error(self, demo_process: list[DemoProcess]) -> None:
+        """Under 16 bytes: refused before serving, naming the flag and the variable."""
+        demo = start_demo(demo_process, "--users", "1", "--secret", "short")
+        assert demo.wait() == 2, demo.diagnostics()
+        errors = "\n".join(demo.err)
+        assert "--secret" in errors
+        assert "EVENTBUS_DEMO_SECRET" in errors
+        assert "Traceback" not in errors
 
 
 @pytest.mark.browser

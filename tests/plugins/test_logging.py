@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import abc
-import importlib.util
 import io
 import logging
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
@@ -20,7 +23,7 @@ from eventbus.portfolio import (
     AccountHoldingsUpdated,
     PortfolioNetWorthRecalculated,
 )
-from eventbus_logging import LOGGER_NAME, LoggingPlugin
+from eventbus_logging import LOGGER_NAME, JSONLinesFormatter, LoggingPlugin
 from eventbus_networth import NetWorthPlugin
 from tests.plugins.networth.helpers import Stream
 
@@ -345,29 +348,94 @@ def _usd_balance() -> AccountBalanceUpdated:
     )
 
 
-class TestJSONLinesRecipe:
-    """The JSON-lines formatter shown in docs/plugins/logging.md works as documented."""
+@event_type("tests.logging.clashing")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Clashing(DomainEvent):
+    """An event whose fields share names with the JSON lines' basic keys."""
 
-    def test_one_json_object_per_event(self) -> None:
-        """Each event becomes one parseable line with exact decimal strings."""
-        path = Path(__file__).parents[2] / "docs" / "examples" / "logging_json.py"
-        spec = importlib.util.spec_from_file_location("logging_json_recipe", path)
-        assert spec is not None
-        assert spec.loader is not None
-        recipe = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(recipe)
+    level: str
+    time: int
+
+
+class TestJSONLinesFormatter:
+    """`JSONLinesFormatter`, the plugin's public JSON-lines formatter (docs/plugins/logging.md)."""
+
+    @pytest.fixture(name="lines")
+    def _lines(self) -> Iterator[io.StringIO]:
+        """The ``eventbus.events`` logger written through the formatter, as the docs set it up."""
         stream = io.StringIO()
-        handler = recipe.log_events_as_json_lines()
-        handler.setStream(stream)
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JSONLinesFormatter())
+        events = logging.getLogger(LOGGER_NAME)
+        events.addHandler(handler)
         try:
-            event = _balance()
-            bus = _bus()
-            bus.publish_sync(event)
-            bus.publish_sync(_custom())
+            yield stream
         finally:
-            logging.getLogger(LOGGER_NAME).removeHandler(handler)
-        first, second = (orjson.loads(line) for line in stream.getvalue().splitlines())
+            events.removeHandler(handler)
+
+    @staticmethod
+    def _parsed(stream: io.StringIO) -> list[dict[str, Any]]:
+        text = stream.getvalue()
+        assert text.endswith("\n")
+        return [orjson.loads(line) for line in text.splitlines()]
+
+    def test_one_json_object_per_event(self, lines: io.StringIO) -> None:
+        """Each event is one line: the basics first, then the codec's exact values."""
+        event = _balance()
+        bus = _bus()
+        bus.publish_sync(event)
+        bus.publish_sync(_custom())
+        first, second = self._parsed(lines)
+        assert list(first)[:4] == ["time", "level", "logger", "message"]
         assert first["message"] == first["event_type"] == "portfolio.balance.updated"
-        assert (first["level"], first["new_balance"], first["delta"]) == ("DEBUG", "12.50", "2.50")
+        assert (first["level"], first["logger"]) == ("DEBUG", "eventbus.events")
+        assert (first["new_balance"], first["delta"], first["currency"]) == ("12.50", "2.50", "EUR")
         assert first["event_id"] == str(event.event_id)
-        assert (second["event_name"], second["amount"]) == ("n", "0.1")
+        assert first["user_id"] == str(event.user_id)
+        assert first["occurred_at"] == event.occurred_at.isoformat()
+        payload = codec.encode_payload(event)["data"]
+        assert {k: first[k] for k in payload} == payload
+        assert (second["event_name"], second["event_module"], second["amount"]) == ("n", "m", "0.1")
+
+    def test_time_is_the_records_creation_time_in_utc(self) -> None:
+        """``time`` is ISO 8601 with an explicit UTC offset and microseconds."""
+        record = logging.makeLogRecord({"msg": "x", "created": 1_790_000_000.25})
+        line = orjson.loads(JSONLinesFormatter().format(record))
+        assert line["time"] == "2026-09-21T14:13:20.250000+00:00"
+        assert datetime.fromisoformat(line["time"]).timestamp() == 1_790_000_000.25
+
+    def test_fields_named_like_the_basics_are_prefixed(self, lines: io.StringIO) -> None:
+        """An event field called ``level`` or ``time`` never hides the record's own."""
+        _bus().publish_sync(Clashing(level="gold", time=7))
+        (line,) = self._parsed(lines)
+        assert (line["level"], line["event_level"]) == ("INFO", "gold")
+        assert line["event_time"] == 7
+        assert isinstance(line["time"], str)
+
+    def test_exceptions_and_values_orjson_cannot_encode(self) -> None:
+        """A traceback is kept as text; other values fall back to ``str``, never an error."""
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            record = logging.getLogger("x").makeRecord(
+                "x",
+                logging.ERROR,
+                __file__,
+                1,
+                "failed %s",
+                ("here",),
+                sys.exc_info(),
+                extra={"where": Path("/tmp"), "huge": 2**80},
+            )
+        line = orjson.loads(JSONLinesFormatter().format(record))
+        assert line["message"] == "failed here"
+        assert line["exc_info"].startswith("Traceback")
+        assert "RuntimeError: boom" in line["exc_info"]
+        assert (line["where"], line["huge"]) == ("/tmp", str(2**80))
+
+    def test_is_public_api(self) -> None:
+        """It is exported by the plugin package, which ships in eventbus's wheel."""
+        import eventbus_logging
+
+        assert "JSONLinesFormatter" in eventbus_logging.__all__
+        assert eventbus_logging.JSONLinesFormatter is JSONLinesFormatter

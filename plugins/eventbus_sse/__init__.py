@@ -20,6 +20,7 @@ Example:
 from eventbus_sse._app import SSEApp
 from eventbus_sse._auth import Authenticate, SignedTokenAuth, cookie_value, token_from_scope
 from eventbus_sse._broadcaster import Broadcaster, Encoder, PositionSource
+from eventbus_sse._clients import ClientLimitError
 from eventbus_sse._demo import demo_app
 from eventbus_sse._plugin import SSEPlugin
 from eventbus_sse._subscriber import Subscriber
@@ -27,6 +28,7 @@ from eventbus_sse._subscriber import Subscriber
 __all__ = [
     "Authenticate",
     "Broadcaster",
+    "ClientLimitError",
     "Encoder",
     "PositionSource",
     "SSEApp",

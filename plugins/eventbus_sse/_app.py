@@ -1,8 +1,9 @@
 """The event-stream ASGI app: a plain ASGI callable, no framework needed.
 
 Per request: refuse oversized headers (431, before anything reads them),
-authenticate (401 before streaming), parse ``types=`` (400 for an unknown
-name), subscribe, then stream ``retry:``, the replay or a
+refuse when the broadcaster is full (503), authenticate (401 before
+streaming), parse ``types=`` (400 for an unknown name), subscribe (429 past
+the user's cap), then stream ``retry:``, the replay or a
 ``stream.reset``, and live frames, with a heartbeat comment whenever the stream
 has been idle for ``heartbeat`` seconds.
 
@@ -22,6 +23,7 @@ from uuid import UUID
 
 from eventbus_sse._auth import MAX_HEADER_BYTES, Authenticate, Scope, query_params
 from eventbus_sse._broadcaster import Broadcaster
+from eventbus_sse._clients import ClientLimitError
 from eventbus_sse._frames import HEARTBEAT, retry_frame
 from eventbus_sse._subscriber import Subscriber
 
@@ -116,7 +118,7 @@ class SSEApp:
             ``max_header_bytes`` is below 1024.
     """
 
-    __slots__ = ("_auth", "_broadcaster", "_heartbeat", "_max_header", "_retry")
+    __slots__ = ("_auth", "_broadcaster", "_busy", "_heartbeat", "_max_header", "_retry")
 
     def __init__(
         self,
@@ -143,6 +145,8 @@ class SSEApp:
         self._auth = authenticate
         self._heartbeat = float(heartbeat)
         self._retry = retry_frame(retry_ms)
+        # Retry-After on 429 and 503: the reconnect delay, in whole seconds (at least 1).
+        self._busy = ((b"retry-after", str(max(1, -(-retry_ms // 1000))).encode()),)
 
     @property
     def broadcaster(self) -> Broadcaster:
@@ -166,6 +170,11 @@ class SSEApp:
         if self._broadcaster.closed:
             await respond(send, 503, b"shutting down\n")
             return
+        try:
+            self._broadcaster.check_capacity()  # before authenticating: it may cost a lookup
+        except ClientLimitError as exc:
+            await self._refuse(send, exc)
+            return
         user = await self._auth(scope)
         if user is None:
             await respond(send, 401, b"unauthorized\n", headers=((b"www-authenticate", b"Bearer"),))
@@ -184,11 +193,21 @@ class SSEApp:
                 await respond(send, 400, message.encode())
                 return
         last_id = _last_event_id(scope, params)
-        sub = self._broadcaster.connect(user, types=types, last_event_id=last_id)
+        try:
+            sub = self._broadcaster.connect(user, types=types, last_event_id=last_id)
+        except ClientLimitError as exc:
+            await self._refuse(send, exc)
+            return
         try:
             await self._stream(sub, receive, send)
         finally:
             self._broadcaster.disconnect(sub)
+
+    async def _refuse(self, send: Send, exc: ClientLimitError) -> None:
+        if exc.per_user:
+            await respond(send, 429, b"too many streams for this user\n", headers=self._busy)
+        else:
+            await respond(send, 503, b"too many streams open\n", headers=self._busy)
 
     async def _stream(self, sub: Subscriber, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": list(STREAM_HEADERS)})

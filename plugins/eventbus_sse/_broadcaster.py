@@ -28,12 +28,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar, final
+from typing import TYPE_CHECKING, Literal, TypeVar, final
 from uuid import UUID
 
 from eventbus import DomainEvent, codec
-from eventbus.events import event_name
 from eventbus_sse._auth import MAX_HEADER_BYTES
+from eventbus_sse._clients import DEFAULT_PER_USER, Clients
 from eventbus_sse._frames import EntryKey, Frame, build_frame, entry_key, new_epoch
 from eventbus_sse._mapping import MappingTable
 from eventbus_sse._resume import ResumeBuffers
@@ -67,19 +67,25 @@ class Broadcaster:
         queue_size: Frames a client may have pending before it is disconnected.
         encoder: Encodes an event's ``data:`` payload, once per event. A public
             hook: wrap `eventbus.codec.dumps` to observe or count encodes.
+        max_clients_per_user: Streams one user may have open at once (32), or
+            ``None`` for no cap; past it `connect` raises `ClientLimitError`
+            (the app answers 429).
+        max_clients: Streams in all, or ``None``; past it, a 503. The default,
+            ``"auto"``, is the process's descriptor limit less an eighth of it
+            (at least 64 kept back), read now; see docs/sse.md.
 
     Raises:
         ValueError: ``buffer_size`` is negative, or ``buffered_users`` or
-            ``queue_size`` is below 1.
+            ``queue_size`` is below 1, or a cap is not an int >= 1 or ``None``.
     """
 
     __slots__ = (
         "__weakref__",
         "_buffers",
+        "_clients",
         "_closed",
         "_encode",
         "_epoch",
-        "_idle",
         "_loop",
         "_loop_thread",
         "_mappings",
@@ -88,7 +94,6 @@ class Broadcaster:
         "_routes",
         "_seq",
         "_stats",
-        "_subs",
     )
 
     def __init__(
@@ -98,6 +103,8 @@ class Broadcaster:
         buffered_users: int = 100_000,
         queue_size: int = 256,
         encoder: Encoder = codec.dumps,
+        max_clients_per_user: int | None = DEFAULT_PER_USER,
+        max_clients: int | Literal["auto"] | None = "auto",
     ) -> None:
         if not isinstance(buffer_size, int) or buffer_size < 0:
             raise ValueError(f"buffer_size must be an int >= 0, got {buffer_size!r}")
@@ -105,16 +112,15 @@ class Broadcaster:
             raise ValueError(f"buffered_users must be an int >= 1, got {buffered_users!r}")
         if not isinstance(queue_size, int) or queue_size < 1:
             raise ValueError(f"queue_size must be an int >= 1, got {queue_size!r}")
+        self._clients = Clients(max_clients_per_user, max_clients)
         self._queue_size = queue_size
         self._encode = encoder
         self._epoch = new_epoch()
         self._buffers = ResumeBuffers(self._epoch, buffer_size, buffered_users)
-        self._mappings = MappingTable()
-        self._routes: dict[UUID, tuple[Subscriber, ...]] = {}
-        self._subs: set[Subscriber] = set()
+        self._mappings = MappingTable(wire_names=encoder is codec.dumps)
+        self._routes = self._clients.routes  # the same dict: one lookup per event
         self._seq = 0
         self._closed = False
-        self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._positions: PositionSource | None = None
@@ -133,7 +139,7 @@ class Broadcaster:
         )
 
     def __repr__(self) -> str:
-        return f"<Broadcaster epoch={self._epoch} clients={len(self._subs)}>"
+        return f"<Broadcaster epoch={self._epoch} clients={len(self._clients)}>"
 
     # ------------------------------------------------------------------ config
 
@@ -141,6 +147,24 @@ class Broadcaster:
     def epoch(self) -> str:
         """The token in every id this broadcaster assigns; new per instance."""
         return self._epoch
+
+    @property
+    def max_clients(self) -> int | None:
+        """The cap on streams in all (``None``: none)."""
+        return self._clients.total
+
+    @property
+    def max_clients_per_user(self) -> int | None:
+        """The cap on one user's streams (``None``: none)."""
+        return self._clients.per_user
+
+    def check_capacity(self, user: UUID | None = None) -> None:
+        """Refuse a new client now if a cap is reached (the global one, or ``user``'s).
+
+        Raises:
+            ClientLimitError: A cap is reached; the refusal is counted.
+        """
+        self._clients.admit(user)
 
     @property
     def closed(self) -> bool:
@@ -167,16 +191,6 @@ class Broadcaster:
             ValueError: The default codec cannot encode ``event_cls`` (it has no
                 wire name), or ``name`` is missing or not a plain token.
         """
-        if (
-            self._encode is codec.dumps
-            and isinstance(event_cls, type)
-            and issubclass(event_cls, DomainEvent)
-            and event_name(event_cls) is None
-        ):
-            raise ValueError(
-                f"event_cls {event_cls.__qualname__} has no wire name, which eventbus.codec "
-                "needs: decorate it with @eventbus.event_type(...), or pass encoder= to Broadcaster"
-            )
         self._mappings.register(event_cls, name=name, user=user)
 
     def event_names(self) -> frozenset[str]:
@@ -283,7 +297,7 @@ class Broadcaster:
                 else:
                     stats["dropped_clients"] += 1
                     _log.warning("SSE client of user %s is too slow: disconnected", user)
-                    self._unroute(sub, "overflow")
+                    self._clients.unroute(sub, "overflow")
 
     # ---------------------------------------------------------------- clients
 
@@ -319,15 +333,17 @@ class Broadcaster:
 
         Raises:
             RuntimeError: The broadcaster is closed.
+            ClientLimitError: ``user`` has ``max_clients_per_user`` streams open,
+                or the broadcaster ``max_clients``; nothing was subscribed.
         """
         if self._closed:
             raise RuntimeError("the SSE broadcaster is closed")
+        self._clients.admit(user)
         if self._loop is None or self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # no running loop: stay unbound
                 self.bind_loop()
         sub = Subscriber(user, None if types is None else frozenset(types), self._queue_size)
-        self._subs.add(sub)
-        self._routes[user] = (*self._routes.get(user, ()), sub)
+        self._clients.add(sub)
         if last_event_id:
             self._replay(sub, last_event_id)
         return sub
@@ -342,22 +358,9 @@ class Broadcaster:
         else:
             self._stats["frames_replayed"] += len(replay.frames)
 
-    def _unroute(self, sub: Subscriber, reason: str) -> None:
-        subs = self._routes.get(sub.user, ())
-        if sub in subs:
-            rest = tuple(s for s in subs if s is not sub)
-            if rest:
-                self._routes[sub.user] = rest
-            else:
-                del self._routes[sub.user]
-        sub._close(reason)
-
     def disconnect(self, sub: Subscriber) -> None:
         """Forget ``sub`` and free its queue; idempotent."""
-        self._unroute(sub, "disconnected")
-        self._subs.discard(sub)
-        if not self._subs and self._idle is not None:
-            self._idle.set()
+        self._clients.remove(sub)
 
     def _count_sent(self, frames: int, heartbeats: int = 0) -> None:
         self._stats["frames_sent"] += frames
@@ -372,14 +375,7 @@ class Broadcaster:
         bytes and disconnect.
         """
         self._closed = True
-        for sub in list(self._subs):
-            self._unroute(sub, "shutdown")
-        if self._subs:
-            self._idle = asyncio.Event()
-            try:
-                await asyncio.wait_for(self._idle.wait(), grace)
-            except TimeoutError:
-                _log.warning("%d SSE client(s) still open after %ss", len(self._subs), grace)
+        await self._clients.close_all(grace)
 
     def statistics(self) -> dict[str, int]:
         """Counters and gauges, in the manner of trio's ``statistics()``.
@@ -390,13 +386,16 @@ class Broadcaster:
             in the resume buffers), ``dropped_clients`` (disconnected for being
             too slow), ``frames_sent`` (frames handed to clients, replays
             included), ``frames_routed`` (frames put on client queues),
-            ``frames_replayed``, ``events_encoded``, ``resets_sent`` and
-            ``heartbeats_sent``.
+            ``frames_replayed``, ``events_encoded``, ``resets_sent``,
+            ``heartbeats_sent``, and the clients refused at the caps:
+            ``refused_per_user`` (429) and ``refused_global`` (503).
         """
         return {
-            "clients": len(self._subs),
+            "clients": len(self._clients),
             "users": len(self._routes),
-            "queued": sum(s.queued for s in self._subs),
+            "queued": sum(s.queued for s in self._clients.subs),
             "buffered": len(self._buffers),
             **self._stats,
+            "refused_per_user": self._clients.refused_user,
+            "refused_global": self._clients.refused_global,
         }

@@ -54,11 +54,16 @@ class MappingTable:
 
     Lookups take no lock: the cache is a plain dict read by the routing path,
     replaced wholesale when a mapping is registered.
+
+    Args:
+        wire_names: Whether mapped classes need a wire name (the encoder is
+            `eventbus.codec.dumps`, which writes it).
     """
 
-    __slots__ = ("_cache", "_explicit", "_lock")
+    __slots__ = ("_cache", "_explicit", "_lock", "_wire_names")
 
-    def __init__(self) -> None:
+    def __init__(self, *, wire_names: bool = True) -> None:
+        self._wire_names = wire_names
         self._lock = threading.Lock()
         self._explicit: dict[type[DomainEvent], EventMapping] = {}
         self._cache: dict[type, EventMapping | None] = {}
@@ -77,6 +82,11 @@ class MappingTable:
             raise TypeError(f"event_cls must be a DomainEvent subclass, got {event_cls!r}")
         if not callable(user):
             raise TypeError(f"user must be a callable returning a UUID, got {user!r}")
+        if self._wire_names and event_name(event_cls) is None:
+            raise ValueError(
+                f"event_cls {event_cls.__qualname__} has no wire name, which eventbus.codec "
+                "needs: decorate it with @eventbus.event_type(...), or pass encoder= to Broadcaster"
+            )
         resolved = name if name is not None else event_name(event_cls)
         if resolved is None:
             raise ValueError(

@@ -45,6 +45,7 @@ STATISTICS: Final = (
     "reconnects",
     "duplicates",
     "malformed",
+    "trimmed",
     "snapshots",
 )
 

@@ -112,8 +112,9 @@ class RedisBridgePlugin:
         """sent, received, buffered, dropped, reconnects (finer counters once started).
 
         Running: also ``own`` (own entries delivered, part of ``received``),
-        ``duplicates``, ``malformed`` and ``snapshots`` (written by this
-        worker). After shutdown, the counters of the last run.
+        ``duplicates``, ``malformed``, ``trimmed`` (entries lost before this
+        worker read them) and ``snapshots`` (written by this worker). After
+        shutdown, the counters of the last run.
         """
         if self._bridge is None:
             return dict(self._last_stats)

@@ -15,9 +15,13 @@ Bootstrap (once, retried with backoff until Redis answers):
 
 Then it ``XREAD BLOCK``s from the last id it processed and hands every entry,
 its own included, to ``bus.deliver(event, id, local=origin is ours)``, one at a
-time. It skips an entry whose per-origin sequence number it has seen (a
-writer's retry after a lost reply repeats entries) and logs and skips
-malformed ones. Between two entries it writes a snapshot when one is due.
+time. Per-origin sequence numbers (`eventbus_redis._sequences`) tell it which
+entries repeat (a writer's retry after a lost reply): skipped; and which are
+missing (trimmed before it read them): counted as ``trimmed``, warned about
+once per streak, and delivered as an `eventbus.events.OrderGap` right before
+the entry that showed the gap. It logs and skips malformed entries, showing a
+bounded preview of them (`eventbus_redis._logtext`). Between two entries it
+writes a snapshot when one is due.
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Final, final
+from typing import Any, final
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from eventbus import DomainEvent, EventBus, codec
+from eventbus.events import OrderGap
 from eventbus.exceptions import DecodeError
+from eventbus_redis._logtext import clip, failure, preview
+from eventbus_redis._sequences import MAX_SEQ, Losses, Sequences, gap_position
 from eventbus_redis._settings import RedisBridgeSettings
 from eventbus_redis._snapshots import SnapshotStore, capture, restore
 from eventbus_redis._stream import Backoff, StreamId, as_bytes, entries, stream_id
@@ -41,9 +48,9 @@ __all__ = ["Reader"]
 
 _log = logging.getLogger("eventbus.redis")
 
-#: Origins remembered for de-duplication, least recently seen evicted first:
-#: every worker start is a new origin, and only recent ones can still repeat.
-MAX_ORIGINS: Final = 4096
+#: An entry as the reader hands it on: its event (``None``: malformed), whether
+#: it is this worker's own, and the gap it showed, if any.
+_Entry = tuple[DomainEvent | None, bool, OrderGap | None]
 
 
 @final
@@ -58,17 +65,19 @@ class Reader:
         own: The writer's ``own(seq)``: the event behind an own entry, if it
             still has it (saves decoding it).
         stats: The bridge's counters; the reader keeps ``received``, ``own``,
-            ``duplicates``, ``malformed``, ``reconnects`` and ``snapshots``.
+            ``duplicates``, ``malformed``, ``trimmed``, ``reconnects`` and
+            ``snapshots``.
     """
 
     __slots__ = (
         "_bus",
         "_client",
+        "_losses",
         "_origin",
-        "_origins",
         "_own",
         "_progress",
         "_projections",
+        "_sequences",
         "_settings",
         "_since",
         "_snapshot_at",
@@ -98,7 +107,8 @@ class Reader:
         self._stats = stats
         self._snapshots = SnapshotStore(client, settings)
         self._projections = bus.projections()
-        self._origins: dict[bytes, int] = {}  # origin -> last sequence number processed
+        self._sequences = Sequences()
+        self._losses = Losses(settings, stats)
         self._started = time.monotonic()
         self._target: StreamId | None = None
         self._since = 0  # entries since the newest snapshot this reader knows of
@@ -148,16 +158,21 @@ class Reader:
         start = b"%d-0" % max(0, seconds * 1000 + micros // 1000 - elapsed)
         tail, gone = await self._stream_info()
         first = start
+        # Without projections it reads from its start: origins that wrote
+        # before it are new to it, wherever their numbers are.
+        self._sequences.reset({}, complete=False)
         if self._projections:
             snapshot = await self._snapshots.at_or_before(start)
             if snapshot is not None:
-                self._origins = restore(snapshot, self._projections)
+                table = restore(snapshot, self._projections)
+                self._sequences.reset(table or {}, complete=table is not None)
                 first = snapshot.position
                 _log.info(
                     "Redis bridge restored the snapshot at %s; replaying from there",
                     first.decode(),
                 )
             else:
+                self._sequences.reset({}, complete=True)  # every origin from its first
                 first = b"0-0"
             if gone > stream_id(first):
                 # Entries the state needs may be gone (MAXLEN trimming, or XDEL).
@@ -231,27 +246,36 @@ class Reader:
         """Deliver the entries of one ``XREAD`` reply, in order (the hot path)."""
         stats, deliver, snapshots = self._stats, self._bus.deliver, bool(self._projections)
         entry_id = None
+        count = gaps = 0
         for entry_id, fields in entries(reply):
+            count += 1
             try:
                 decoded = self._decode(entry_id, fields)
                 if decoded is not None:
-                    event, local = decoded
-                    position = entry_id.decode()
-                    try:
-                        await deliver(event, position, local=local)
-                    except Exception:  # a strict bus raises its handlers' failures
-                        _log.exception("fleet handlers failed on the event of entry %s", position)
-                    stats["received"] += 1
-                    if local:
-                        stats["own"] += 1
-            except Exception:  # never let one entry stop the reader
+                    event, local, gap = decoded
+                    if gap is not None:
+                        gaps += 1
+                        await self._deliver_gap(gap, entry_id)
+                    if event is not None:
+                        position = entry_id.decode()
+                        try:
+                            await deliver(event, position, local=local)
+                        except Exception:  # a strict bus raises its handlers' failures
+                            _log.exception(
+                                "fleet handlers failed on the event of entry %s", position
+                            )
+                        stats["received"] += 1
+                        if local:
+                            stats["own"] += 1
+            except Exception as exc:  # never let one entry stop the reader
                 stats["malformed"] += 1
-                _log.exception("Redis bridge skipped entry %r", entry_id)
+                _log.error("Redis bridge skipped entry %r: %s", entry_id, failure(exc))
             self.last_id = entry_id
             if snapshots:
                 self._since += 1
                 if self._snapshot_due():
                     await self._snapshot()
+        self._losses.replied(count, gaps)
         # Caught up once the tail as of bootstrap is processed: checked per
         # reply, not per entry, to keep id parsing off the hot path.
         target = self._target
@@ -259,44 +283,57 @@ class Reader:
             self._target = None
             self.caught_up.set()
 
-    def _decode(
-        self, entry_id: bytes, fields: dict[bytes, bytes]
-    ) -> tuple[DomainEvent, bool] | None:
-        """The entry's event and whether it is this worker's; ``None`` to skip it.
+    def _decode(self, entry_id: bytes, fields: dict[bytes, bytes]) -> _Entry | None:
+        """What to deliver for the entry; ``None``: nothing (a repeat or a bad header).
 
         Skips (and counts) repeats of an origin's sequence numbers and
-        malformed entries; records the origin's sequence number otherwise.
+        malformed entries. An entry with a good header counts as processed
+        even if its event cannot be decoded, so it shows no gap after it.
         """
-        stats = self._stats
         try:
             if len(fields) != 1:
                 raise DecodeError(f"expected one field '<origin>:<seq>', got {len(fields)}")
             ((header, payload),) = fields.items()
             origin, _, raw_seq = header.rpartition(b":")
             seq = int(raw_seq)
-            origins = self._origins
-            last = origins.get(origin)
-            if last is not None and seq <= last:
-                stats["duplicates"] += 1
-                return None
-            local = origin == self._origin
-            event = (local and self._own(seq)) or codec.loads(payload)
+            if not 0 < seq <= MAX_SEQ:
+                raise DecodeError(f"sequence number {seq} is not in 1..{MAX_SEQ}")
         except (DecodeError, ValueError) as exc:
-            stats["malformed"] += 1
-            where = entry_id.decode(errors="replace")
-            _log.warning(
-                "Redis bridge skipped malformed entry %s: %s",
-                where,
-                exc,
-                extra={"stream_id": where},
-            )
+            self._malformed(entry_id, fields, exc)
             return None
-        if last is not None:
-            del origins[origin]  # re-inserted below: least recently seen first
-        origins[origin] = seq
-        if len(origins) > MAX_ORIGINS:
-            del origins[next(iter(origins))]
-        return event, local
+        missing = self._sequences.advance(origin, seq)
+        if missing is None:
+            self._stats["duplicates"] += 1
+            return None
+        gap = self._losses.lost(origin, missing, entry_id) if missing else None
+        local = origin == self._origin
+        try:
+            return (local and self._own(seq)) or codec.loads(payload), local, gap
+        except (DecodeError, ValueError) as exc:
+            self._malformed(entry_id, fields, exc)
+            return None, False, gap
+
+    def _malformed(self, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception) -> None:
+        self._stats["malformed"] += 1
+        where = entry_id.decode(errors="replace")
+        # Bounded: the entry (and an error quoting it) may be megabytes.
+        _log.warning(
+            "Redis bridge skipped malformed entry %s: %s; the entry: %s",
+            where,
+            clip(str(exc)),
+            preview(fields),
+            extra={"stream_id": where},
+        )
+
+    # ------------------------------------------------------------- gaps
+
+    async def _deliver_gap(self, gap: OrderGap, entry_id: bytes) -> None:
+        """Deliver ``gap`` to the fleet handlers, just before the entry that showed it."""
+        position = gap_position(stream_id(entry_id), self.last_id)
+        try:
+            await self._bus.deliver(gap, position, local=False)
+        except Exception:  # a strict bus raises its handlers' failures
+            _log.exception("fleet handlers failed on the order gap at %s", position)
 
     # ------------------------------------------------------------- snapshots
 
@@ -329,7 +366,7 @@ class Reader:
         self._mark(key)
         try:
             # On the loop, between two deliveries: the state is exact at position.
-            fields = capture(self._projections, self._origins)
+            fields = capture(self._projections, self._sequences.table())
         except Exception:
             _log.exception("Redis bridge could not snapshot the projections")
             return

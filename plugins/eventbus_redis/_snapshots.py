@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from eventbus import Projection
+from eventbus_redis._logtext import failure
 from eventbus_redis._settings import RedisBridgeSettings
 from eventbus_redis._stream import as_bytes
 
@@ -132,11 +133,12 @@ def capture(projections: Sequence[Projection], origins: Mapping[bytes, int]) -> 
     return fields
 
 
-def restore(snapshot: Snapshot, projections: Sequence[Projection]) -> dict[bytes, int]:
+def restore(snapshot: Snapshot, projections: Sequence[Projection]) -> dict[bytes, int] | None:
     """Restore every projection named in ``snapshot``; return its de-duplication table.
 
     A projection missing from the snapshot, or whose ``restore`` fails, keeps
     its state; that is logged as an error, since its state is then incomplete.
+    The table is ``None`` when the snapshot has none, or a malformed one.
     """
     where = snapshot.position.decode()
     for projection in projections:
@@ -150,16 +152,24 @@ def restore(snapshot: Snapshot, projections: Sequence[Projection]) -> dict[bytes
             continue
         try:
             projection.restore(data)
-        except Exception:
-            _log.exception(
-                "projection %r could not restore the snapshot at %s", projection.name, where
+        except Exception as exc:
+            # Bounded: the error may quote the (untrusted) snapshot.
+            _log.error(
+                "projection %r could not restore the snapshot at %s: %s",
+                projection.name,
+                where,
+                failure(exc),
             )
+    raw = snapshot.fields.get(ORIGINS_FIELD)
+    if raw is None:
+        _log.warning("Redis snapshot at %s has no %s field", where, ORIGINS_FIELD)
+        return None
     try:
-        table: Any = orjson.loads(snapshot.fields.get(ORIGINS_FIELD, b"{}"))
+        table: Any = orjson.loads(raw)
         return {str(k).encode(): int(v) for k, v in table.items()}
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
         _log.warning("Redis snapshot at %s has a malformed %s field", where, ORIGINS_FIELD)
-        return {}
+        return None
 
 
 def check_names(projections: Sequence[Projection]) -> None:

@@ -14,10 +14,19 @@ import orjson
 import pytest
 
 from eventbus import EventBus, codec
+from eventbus.events import OrderGap
 from eventbus.portfolio import AccountHoldingsUpdated
 from tests.plugins.redis.conftest import MakeWorker, RedisServer
 from tests.plugins.redis.helpers import SNAPSHOTS, STREAM, History, numbered, publish_all
 from tests.support import wait_until_async
+
+
+def key(position: bytes | str | None) -> tuple[int, int]:
+    """A stream id or entry position as ``(ms, seq)``, ordered like the stream."""
+    assert position is not None
+    text = position.decode() if isinstance(position, bytes) else position
+    ms, _, seq = text.partition(".")[0].partition("-")
+    return int(ms), int(seq)
 
 
 def snapshot_ids(server: RedisServer) -> list[str]:
@@ -97,7 +106,17 @@ class TestLateJoiner:
             b = await workers(history=History())
         assert f"entries up to {ids[6].decode()} may have been removed" in caplog.text
         assert b.history is not None
-        assert len(b.history.ids) == 7  # 5 restored, 2 of the 3 after it replayed
+        # 5 restored, 2 of the 3 after it replayed, and the gap where the third was.
+        assert len(b.history.ids) == 8
+        positions = [position for position, _ in b.fleet]
+        assert positions[0] == ids[5].decode()
+        assert positions[2] == ids[7].decode()
+        gap = b.fleet[1][1]
+        assert isinstance(gap, OrderGap)
+        assert (gap.origin, gap.missing) == (a.plugin.origin, 1)
+        # Just below the next entry: where the lost one was, or after it.
+        assert key(ids[6]) <= key(positions[1]) < key(ids[7])
+        assert b.stats()["trimmed"] == 1
 
     async def test_a_repeated_entry_after_the_snapshot_is_still_a_duplicate(
         self, workers: MakeWorker, redis_server: RedisServer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -113,8 +114,12 @@ class TestTasksSurvive:
     async def test_a_reply_error_on_read_is_retried(
         self, workers: MakeWorker, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """The stream key briefly holds a string (WRONGTYPE): B's reader logs, waits, goes on."""
-        a, b = await workers(), await workers()
+        """The stream key briefly holds a string (WRONGTYPE): B's reader logs, waits, goes on.
+
+        One worker: another's reader would log the same line, and B's could
+        then miss the error (its XREAD still blocked while the key changed).
+        """
+        b = await workers()
         with redis_server.client() as admin:
             admin.delete(STREAM)
             admin.set(STREAM, "not a stream")
@@ -123,7 +128,7 @@ class TestTasksSurvive:
             )
             admin.delete(STREAM)
         event = holdings()
-        await a.bus.publish(event)
+        await b.bus.publish(event)
         await b.delivered(1)
         assert b.fleet_events == [event]
         assert b.stats()["reconnects"] >= 1
@@ -211,3 +216,52 @@ class TestMalformed:
         assert a.fleet_events == [first, second]
         assert a.stats()["duplicates"] == 1
         assert a.stats()["own"] == 2
+
+
+def _huge_entries() -> list[dict[bytes, bytes]]:
+    """Malformed entries of about 10 MB each, in the places an error may quote."""
+    size = 10 * 2**20
+    good = orjson.loads(codec.dumps(holdings()))
+    unknown = {**good, "type": "x" * size}
+    extra = {**good, "data": {**good["data"], "y" * size: 1}}
+    bad_field = {**good, "data": {**good["data"], "user_id": "z" * size}}
+    return [
+        {b"w:1": orjson.dumps(unknown)},  # "unknown event type 'xxx...'"
+        {b"w:1": orjson.dumps(extra)},  # "unexpected fields ['yyy...']"
+        {b"w:1": orjson.dumps(bad_field)},  # the field's value in the error
+        {b"w:1": b"[" * size},  # not JSON at all
+        {b"o" * size + b":1": b"not json"},  # a huge origin
+        {b"a:1": b"q" * (size // 2), b"b:1": b"r" * (size // 2)},  # two fields
+    ]
+
+
+class TestHugeMalformedEntries:
+    """A 10 MB malformed entry is logged in a few hundred bytes, never whole."""
+
+    @pytest.mark.parametrize(
+        "fields",
+        _huge_entries(),
+        ids=["type-name", "field-name", "field-value", "not-json", "origin", "two-fields"],
+    )
+    async def test_the_log_record_is_small(
+        self,
+        workers: MakeWorker,
+        redis_server: RedisServer,
+        caplog: pytest.LogCaptureFixture,
+        fields: dict[bytes, bytes],
+    ) -> None:
+        """The record names the entry and its size and shows at most 200 bytes of each field."""
+        b = await workers()
+        with redis_server.client() as client:
+            entry_id = client.xadd(STREAM, fields).decode()
+        good = holdings()
+        with caplog.at_level(logging.DEBUG, logger="eventbus.redis"):
+            await b.bus.publish(good)
+            await b.delivered(1)
+        records = [r for r in caplog.records if r.name == "eventbus.redis"]
+        about = [r for r in records if entry_id in r.getMessage()]
+        assert about, caplog.text[:2000]
+        for record in records:
+            text = record.getMessage() + (record.exc_text or "")
+            assert len(text) < 2_000, text[:3_000]
+        assert "bytes)" in about[0].getMessage()  # the size of what was cut

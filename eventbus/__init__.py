@@ -20,6 +20,7 @@ call `EventBus.load_entry_points`.
 
 from eventbus._bus import EventBus
 from eventbus._fleet import Projection, Sequencer
+from eventbus._observed import DispatchObserver, FleetEntry, HeaderSequencer
 from eventbus._plugins import PluginInfo, SubscriptionInfo
 from eventbus._priority import Priority
 from eventbus._subscription import Handler, Subscription
@@ -42,11 +43,14 @@ __all__ = [
     "AsyncHandlerError",
     "BusNotRunningError",
     "DecodeError",
+    "DispatchObserver",
     "DomainEvent",
     "EventBus",
     "EventBusError",
     "EventCycleError",
+    "FleetEntry",
     "Handler",
+    "HeaderSequencer",
     "InvalidEventError",
     "PluginError",
     "PluginInfo",

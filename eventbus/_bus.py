@@ -76,6 +76,9 @@ class EventBus(PluginMethods):
             `signals.handler_failed` signal, and publishing never raises.
         max_depth: How many events one dispatch chain may hold before
             `EventCycleError`.
+        default_timeout: Seconds an async handler may run before it is
+            cancelled and fails with `TimeoutError`, for subscriptions that set
+            no ``timeout=`` themselves. ``None`` (the default): no limit.
     """
 
     __slots__ = (
@@ -84,6 +87,7 @@ class EventBus(PluginMethods):
         "_caches",
         "_context",
         "_dead",
+        "_default_timeout",
         "_dispatch",
         "_lock",
         "_loop",
@@ -97,8 +101,15 @@ class EventBus(PluginMethods):
         "raise_errors",
     )
 
-    def __init__(self, *, raise_errors: bool = False, max_depth: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        raise_errors: bool = False,
+        max_depth: int = 64,
+        default_timeout: float | None = None,
+    ) -> None:
         self.raise_errors: Final = raise_errors
+        self._default_timeout: Final = check_timeout(default_timeout, "default_timeout")
         self._context: Final = DispatchContext(max_depth)
         # The hot paths read these two directly: one attribute load each.
         self._tls: Final = self._context.tls
@@ -119,6 +130,11 @@ class EventBus(PluginMethods):
         watch(self)
 
     @property
+    def default_timeout(self) -> float | None:
+        """Seconds an async handler may run when its subscription sets no ``timeout=``."""
+        return self._default_timeout
+
+    @property
     def max_depth(self) -> int:
         """How many events one dispatch chain may hold."""
         return self._context.max_depth
@@ -135,6 +151,7 @@ class EventBus(PluginMethods):
         weak: bool = False,
         concurrent: bool = False,
         fleet: bool = False,
+        timeout: float | None = None,
     ) -> Subscription[E]:
         """Subscribe ``handler`` to ``event_type`` and all its subclasses.
 
@@ -152,6 +169,11 @@ class EventBus(PluginMethods):
             fleet: Run on every worker of the fleet, in the fleet's order
                 (`deliver`), instead of only where the event was published.
                 Without a sequencer both kinds run at publish time.
+            timeout: For async handlers: seconds the handler may run; past that
+                it is cancelled and fails with a `TimeoutError` (logged, sent on
+                ``handler_failed``, in the ``raise_errors`` group) and the next
+                handlers run. ``None``: the bus's ``default_timeout``;
+                ``math.inf``: no limit even if the bus has a default.
 
         Returns:
             The `Subscription`; call ``.cancel()`` or use it as a context manager.
@@ -169,6 +191,8 @@ class EventBus(PluginMethods):
             concurrent=concurrent,
             fleet=fleet,
             plugin=plugin,
+            timeout=timeout,
+            default_timeout=self._default_timeout,
         )
         with self._lock:
             self._subs[sub._seq] = sub
@@ -186,6 +210,7 @@ class EventBus(PluginMethods):
         weak: bool = False,
         concurrent: bool = False,
         fleet: bool = False,
+        timeout: float | None = None,
     ) -> Callable[[Callable[[E], R]], Callable[[E], R]]:
         """Decorator form of `subscribe`; returns the function unchanged."""
 
@@ -198,6 +223,7 @@ class EventBus(PluginMethods):
                 weak=weak,
                 concurrent=concurrent,
                 fleet=fleet,
+                timeout=timeout,
             )
             return handler
 
@@ -486,14 +512,22 @@ class EventBus(PluginMethods):
             self._sequencer = sequencer
             self._changed()
 
-    async def deliver(self, event: DomainEvent, position: str, *, local: bool) -> None:
+    async def deliver(
+        self,
+        event: DomainEvent,
+        position: str,
+        *,
+        local: bool,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         """Run ``event``'s fleet handlers: an entry of the fleet's order, at ``position``.
 
         The sequencer's reader calls this for every entry, its own included,
         one at a time, in order. Events the fleet handlers publish are derived
         in the fleet (module ``_fleet``): positions ``<position>.1``, ``.2``...;
         their local handlers run only where ``local`` (this worker appended the
-        entry).
+        entry). ``headers`` are the entry's observer headers, as a
+        `HeaderSequencer` stored them (`DispatchObserver.inject`).
 
         Raises:
             EventCycleError: The dispatch chain would exceed ``max_depth``.
@@ -501,7 +535,7 @@ class EventBus(PluginMethods):
         """
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-        await self._dispatch.deliver(event, position, local)
+        await self._dispatch.deliver(event, position, local, headers)
 
     def current_position(self) -> str | None:
         """The fleet position of the event a fleet handler is handling, else ``None``.
@@ -531,6 +565,27 @@ class EventBus(PluginMethods):
     def projections(self) -> tuple[Projection, ...]:
         """The registered projections, in registration order."""
         return self._projections.all()
+
+    # ------------------------------------------------------------------ observers
+
+    def add_observer(self, observer: DispatchObserver) -> None:
+        """Call ``observer`` around every dispatch and handler call of this bus.
+
+        See `DispatchObserver`. While any bus has an observer, publishes take
+        the careful dispatch path; with none, observers cost nothing.
+
+        Raises:
+            TypeError: ``observer`` is not a `DispatchObserver`.
+        """
+        self._dispatch.observation.add(observer)
+
+    def remove_observer(self, observer: DispatchObserver) -> bool:
+        """Stop calling ``observer``; whether it was registered."""
+        return self._dispatch.observation.remove(observer)
+
+    def observers(self) -> tuple[DispatchObserver, ...]:
+        """The registered observers, in registration order."""
+        return self._dispatch.observation.observers
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -6,6 +6,11 @@ instrumentation, nesting under another kind of dispatch, the depth limit,
 an event loop run inside a sync handler, and the fleet (deliveries, and the
 events derived in them; module ``_fleet``). Correctness first here: these
 paths may cost a helper call or a ``ContextVar`` set per step.
+
+They also call the bus's `eventbus.DispatchObserver` objects (module
+``_observed``): around each dispatch and each handler call, in the context
+the handler runs in. Only these paths need to, because a bus caches no plans
+while it has observers, so no publish takes a fast path then.
 """
 
 from __future__ import annotations
@@ -16,17 +21,21 @@ import time
 from typing import TYPE_CHECKING, Any, Final, final
 
 from eventbus import signals
-from eventbus._fleet import Delivery, Place
+from eventbus._delivering import FleetDispatcher
+from eventbus._fleet import Place
+from eventbus._observed import FleetEntry, Observation, Started
 from eventbus._plans import AsyncPlan, FleetPlan, FleetStep, Owner, SyncPlan, owner_name
 from eventbus._subscription import Subscription
-from eventbus.exceptions import AsyncHandlerError
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from eventbus._bus import EventBus
     from eventbus._context import Node
+    from eventbus._fleet import Delivery
     from eventbus.events import DomainEvent
 
-__all__ = ["Dispatcher"]
+__all__ = ["Dispatcher", "Errors"]
 
 _log = logging.getLogger("eventbus")
 
@@ -36,7 +45,8 @@ PUBLISHED: Final = signals.event_published.receivers
 COMPLETED: Final = signals.handler_completed.receivers
 FAILED: Final = signals.handler_failed.receivers
 
-_Errors = list[Exception] | None
+#: The failures ``raise_errors`` collects; ``None`` until the first.
+Errors = list[Exception] | None
 
 
 def _handler_of(owner: Owner) -> object:
@@ -47,11 +57,26 @@ def _handler_of(owner: Owner) -> object:
 class Dispatcher:
     """The careful paths of one bus (module docstring)."""
 
-    __slots__ = ("_bus", "_context")
+    __slots__ = ("_bus", "_context", "deliver", "fleet", "observation")
 
     def __init__(self, bus: EventBus) -> None:
         self._bus = bus
         self._context = bus._context
+        self.observation: Final = Observation(bus)
+        self.fleet: Final = FleetDispatcher(self)
+        #: `eventbus.EventBus.deliver` (module ``_delivering``).
+        self.deliver: Final = self.fleet.deliver
+
+    def started(self, event: DomainEvent, entry: FleetEntry | None = None) -> Started | None:
+        """Tell the observers (if any) that ``event``'s dispatch starts."""
+        observation = self.observation
+        return observation.publish_started(event, entry) if observation.observers else None
+
+    def ended(
+        self, event: DomainEvent, started: Started | None, error: BaseException | None
+    ) -> None:
+        if started is not None:
+            self.observation.publish_ended(event, started, error)
 
     # ------------------------------------------------------------------ sync
 
@@ -62,7 +87,7 @@ class Dispatcher:
         context.settle(stack)
         parent = context.var.get()
         if not stack and parent is not None and isinstance(parent[3], Place):
-            self._fleet_sync(event, parent)
+            self.fleet.publish_sync(event, parent)
             return
         bottom = not stack
         if not bottom:
@@ -75,9 +100,15 @@ class Dispatcher:
                 context.refuse(event)
             stack.room = context.max_depth - parent[2]
         stack.append(event)
+        started = self.started(event)
+        error: BaseException | None = None
         try:
             errors = self.run_sync(event, plan)
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
+            self.ended(event, started, error)
             del stack[-1]
             if bottom:
                 stack.room = context.max_depth
@@ -85,10 +116,11 @@ class Dispatcher:
         if errors:
             self.raise_group(event, errors)
 
-    def run_sync(self, event: DomainEvent, plan: SyncPlan) -> _Errors:
+    def run_sync(self, event: DomainEvent, plan: SyncPlan) -> Errors:
         """Call every step of ``plan``, instrumented if anybody listens."""
-        errors: _Errors = None
-        if not (COMPLETED or PUBLISHED):
+        errors: Errors = None
+        observation = self.observation
+        if not (COMPLETED or PUBLISHED or observation.observers):
             for handler in plan:
                 try:
                     handler(event)
@@ -97,15 +129,35 @@ class Dispatcher:
             return errors
         start = time.perf_counter_ns()
         for handler in plan:
-            t0 = time.perf_counter_ns()
-            try:
-                handler(event)
-            except Exception as exc:
-                errors = self.failed(event, plan.owners[handler], exc, errors)
-            else:
-                if COMPLETED:
-                    self._completed(event, plan.owners[handler], time.perf_counter_ns() - t0)
+            owner = plan.owners[handler]
+            errors = self.step_sync(event, handler, owner, errors)
         self.published(event, len(plan), start)
+        return errors
+
+    def step_sync(self, event: DomainEvent, handler: Any, owner: Owner, errors: Errors) -> Errors:
+        """One instrumented, observed sync step."""
+        observation = self.observation
+        observing = bool(observation.observers)
+        started = observation.handler_started(event, owner) if observing else None
+        error: BaseException | None = None
+        t0 = time.perf_counter_ns()
+        try:
+            if observing and not isinstance(owner, Subscription):
+                observation.append(owner, handler, event)
+            else:
+                handler(event)
+        except Exception as exc:
+            error = exc
+            errors = self.failed(event, owner, exc, errors)
+        except BaseException as exc:
+            error = exc
+            raise
+        else:
+            if COMPLETED:
+                self._completed(event, owner, time.perf_counter_ns() - t0)
+        finally:
+            if started is not None:
+                observation.handler_ended(event, owner, started, error)
         return errors
 
     # ------------------------------------------------------------------ async
@@ -116,25 +168,30 @@ class Dispatcher:
         stack = context.stack()
         parent = context.var.get()
         if not stack and parent is not None and isinstance(parent[3], Place):
-            await self._fleet_publish(event, parent)
+            await self.fleet.publish(event, parent)
             return
         if not plan:
             self.published(event, 0, None)
             return
         if not stack:
             token = context.var.set(context.node(event, parent))
-            try:
-                errors = await self.run_async(event, plan)
-            finally:
-                context.var.reset(token)
         else:
             # A loop runs inside a sync handler of this thread (module _context).
             token = context.var.set(context.node(event, context.absorb_stack(parent, stack)))
-            try:
+        started = self.started(event)
+        error: BaseException | None = None
+        try:
+            if not stack:
+                errors = await self.run_async(event, plan)
+            else:
                 with context.loop_inside_sync(stack):
                     errors = await self.run_async(event, plan)
-            finally:
-                context.var.reset(token)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.ended(event, started, error)
+            context.var.reset(token)
         if errors:
             self.raise_group(event, errors)
 
@@ -144,15 +201,17 @@ class Dispatcher:
         plan: AsyncPlan | FleetPlan,
         nodes: tuple[Node, Node] | None = None,
         delivery: Delivery | None = None,
-    ) -> _Errors:
+    ) -> Errors:
         """Run ``plan``: sync steps inline, async ones awaited, concurrent ones as tasks.
 
         With ``nodes`` (fleet node, local node), each step runs under the node
         of its kind; with ``delivery``, publishes deferred by a step are
         awaited right after it.
         """
-        errors: _Errors = None
+        errors: Errors = None
         tasks: list[tuple[Owner, asyncio.Task[Any]]] = []
+        observation = self.observation
+        observing = bool(observation.observers)
         timed = bool(COMPLETED)
         start = time.perf_counter_ns() if PUBLISHED else None
         var = self._context.var
@@ -168,29 +227,45 @@ class Dispatcher:
                     fleet = isinstance(owner, Subscription) and owner.fleet
                     token = var.set(nodes[0] if fleet else nodes[1])
                 t0 = time.perf_counter_ns() if timed else 0
+                started = None
+                if observing and mode != 2:
+                    started = observation.handler_started(event, owner)
+                error: BaseException | None = None
                 try:
                     if mode == 1:
                         await handler(event)
                     elif mode == 0:
-                        handler(event)
+                        if observing and not isinstance(owner, Subscription):
+                            observation.append(owner, handler, event)
+                        else:
+                            handler(event)
                     else:
                         # The task copies the context now, chain included.
-                        tasks.append((owner, asyncio.ensure_future(handler(event))))
+                        coro = handler(event)
+                        if observing:
+                            coro = self._observed_task(event, owner, coro)
+                        tasks.append((owner, asyncio.ensure_future(coro)))
                 except Exception as exc:
+                    error = exc
                     errors = self.failed(event, owner, exc, errors)
+                except BaseException as exc:
+                    error = exc
+                    raise
                 else:
                     if timed and mode != 2 and COMPLETED:
                         self._completed(event, owner, time.perf_counter_ns() - t0)
                 finally:
+                    if started is not None:
+                        observation.handler_ended(event, owner, started, error)
                     if token is not None:
                         var.reset(token)
                 if delivery is not None and delivery.pending:
-                    errors = await self._drain(delivery, errors)
+                    errors = await self.fleet.drain(delivery, errors)
             if tasks:
                 errors = await self._join(event, tasks, errors)
                 if delivery is not None and delivery.pending:
                     # Deferred by a concurrent handler after the last step.
-                    errors = await self._drain(delivery, errors)
+                    errors = await self.fleet.drain(delivery, errors)
         finally:
             for _, task in tasks:
                 task.cancel()  # no-op for finished tasks; stops orphans if we were cancelled
@@ -198,12 +273,26 @@ class Dispatcher:
             self.published(event, len(plan), start)
         return errors
 
+    async def _observed_task(
+        self, event: DomainEvent, owner: Owner, coro: Coroutine[Any, Any, Any]
+    ) -> None:
+        """A concurrent handler's task: its observers are called inside it."""
+        started = self.observation.handler_started(event, owner)
+        error: BaseException | None = None
+        try:
+            await coro
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.observation.handler_ended(event, owner, started, error)
+
     async def _join(
         self,
         event: DomainEvent,
         tasks: list[tuple[Owner, asyncio.Task[Any]]],
-        errors: _Errors,
-    ) -> _Errors:
+        errors: Errors,
+    ) -> Errors:
         await asyncio.wait([task for _, task in tasks])
         # Report every handler failure before a BaseException (a cancelled or
         # interrupted handler) propagates, or failures after it would be lost.
@@ -218,115 +307,9 @@ class Dispatcher:
             escaping.result()  # re-raises its CancelledError or KeyboardInterrupt
         return errors
 
-    # ------------------------------------------------------------------ fleet
-
-    async def deliver(self, event: DomainEvent, position: str, local: bool) -> None:
-        """See `eventbus.EventBus.deliver`."""
-        # The entry's own event ran its local handlers where it was published.
-        plan = self._bus._fleet_plan(type(event), False)
-        if not plan and not PUBLISHED:
-            return  # nothing to run here: skip the context and the delivery record
-        delivery = Delivery(position, local)
-        parent = self._context.var.get()
-        try:
-            errors = await self._fleet_dispatch(
-                event, delivery, Place(delivery, position), parent, plan
-            )
-            # Deferred by a task a handler started, after the last step.
-            errors = await self._drain(delivery, errors)
-        finally:
-            delivery.closed = True
-        if errors:
-            self.raise_group(event, errors)
-
-    @staticmethod
-    def _delivery(parent: Node) -> Delivery:
-        place = parent[3]
-        assert isinstance(place, Place)  # checked by the caller
-        return place.delivery
-
-    def _place(self, delivery: Delivery, plan: FleetPlan) -> Place | None:
-        # Only events with fleet handlers are numbered (module _fleet).
-        return delivery.next_place() if plan.fleet else None
-
-    async def _fleet_publish(self, event: DomainEvent, parent: Node) -> None:
-        # Published by a fleet handler: derived in the fleet, next position.
-        delivery = self._delivery(parent)
-        plan = self._bus._fleet_plan(type(event), delivery.local)
-        place = self._place(delivery, plan)
-        errors = await self._fleet_dispatch(event, delivery, place, parent, plan)
-        if errors:
-            self.raise_group(event, errors)
-
-    async def _fleet_dispatch(
-        self,
-        event: DomainEvent,
-        delivery: Delivery,
-        place: Place | None,
-        parent: Node | None,
-        plan: FleetPlan,
-    ) -> _Errors:
-        fleet_node = self._context.node(event, parent, place)
-        local_node = fleet_node if place is None else (event, parent, fleet_node[2], None)
-        return await self.run_async(event, plan, (fleet_node, local_node), delivery)
-
-    def _fleet_sync(self, event: DomainEvent, parent: Node) -> None:
-        delivery = self._delivery(parent)
-        plan = self._bus._fleet_plan(type(event), delivery.local)
-        if plan.waits:
-            # Async handlers cannot run from sync code: the delivery awaits this
-            # publish as soon as the step that made it returns. Whether to defer
-            # is decided on every handler, run here or not, and the position is
-            # taken now: both are the same on every worker.
-            if delivery.closed:
-                names = [
-                    owner_name(o) for _, o, mode in self._bus._fleet_plan(type(event), True) if mode
-                ]
-                raise AsyncHandlerError(
-                    f"publish_sync({type(event).__qualname__}) after its delivery ended "
-                    f"(in a task a fleet handler started) would skip async handler(s) "
-                    f"{', '.join(names)}; use 'await bus.publish(event)' instead"
-                )
-            place = self._place(delivery, plan)
-            self._context.node(event, parent)  # the depth limit still applies
-            delivery.pending.append((event, place, parent))
-            return
-        place = self._place(delivery, plan)
-        var = self._context.var
-        fleet_node = self._context.node(event, parent, place)
-        local_node = fleet_node if place is None else (event, parent, fleet_node[2], None)
-        errors: _Errors = None
-        start = time.perf_counter_ns() if PUBLISHED else None
-        for handler, owner, _ in plan:
-            fleet = isinstance(owner, Subscription) and owner.fleet
-            token = var.set(fleet_node if fleet else local_node)
-            t0 = time.perf_counter_ns()
-            try:
-                handler(event)
-            except Exception as exc:
-                errors = self.failed(event, owner, exc, errors)
-            else:
-                if COMPLETED:
-                    self._completed(event, owner, time.perf_counter_ns() - t0)
-            finally:
-                var.reset(token)
-        if start is not None:
-            self.published(event, len(plan), start)
-        if errors:
-            self.raise_group(event, errors)
-
-    async def _drain(self, delivery: Delivery, errors: _Errors) -> _Errors:
-        while delivery.pending:
-            event, place, parent = delivery.pending.pop(0)
-            plan = self._bus._fleet_plan(type(event), delivery.local)
-            more = await self._fleet_dispatch(event, delivery, place, parent, plan)
-            if more:
-                errors = [*(errors or ()), *more]
-        return errors
-
     # ------------------------------------------------------------- reporting
 
-    def failed(self, event: DomainEvent, owner: Owner, exc: Exception, errors: _Errors) -> _Errors:
+    def failed(self, event: DomainEvent, owner: Owner, exc: Exception, errors: Errors) -> Errors:
         """Report ``owner``'s failure on ``event``; collect it with ``raise_errors``."""
         name = owner_name(owner)
         _log.error(
@@ -360,7 +343,13 @@ class Dispatcher:
         )
 
     def published(self, event: DomainEvent, handlers: int, start: int | None) -> None:
-        """Send `signals.event_published` if anybody listens."""
+        """Send `signals.event_published` if anybody listens.
+
+        ``start`` is ``None`` for an event published with no handlers: the
+        observers see its (empty) dispatch here.
+        """
+        if start is None and handlers == 0 and self.observation.observers:
+            self.ended(event, self.started(event), None)
         if PUBLISHED:
             elapsed = 0 if start is None else time.perf_counter_ns() - start
             signals._send(

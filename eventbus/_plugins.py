@@ -5,7 +5,13 @@ pluggy hook call costs more than a whole publish. Improvements over bare
 pluggy:
 
 * entry-point loading is wrapped: a plugin that fails to import raises
-  `PluginLoadError` naming the entry point and its distribution;
+  `PluginLoadError` naming the entry point and its distribution (a
+  ``SystemExit`` raised on import too: it must not end the process
+  anonymously);
+* `EventBus.load_entry_points` is all-or-nothing: every entry point is
+  imported first, then each plugin is registered; if any of that fails, the
+  plugins this call registered are unregistered again (their subscriptions
+  cancelled) before the error propagates;
 * registration is atomic: if ``eventbus_register`` raises, every subscription
   it made is cancelled and the plugin is unregistered;
 * an entry point naming a *class* is instantiated per bus, so plugin state is
@@ -202,39 +208,58 @@ class PluginHost:
         if _env_flag(DISABLE_ENV):
             _log.info("plugin autoload disabled by %s", DISABLE_ENV)
             return []
-        blocked = self.blocked()
+        # Import every plugin first (nothing registered yet), then register;
+        # on any failure, unregister what this call registered.
+        plugins = [(ep, self._load(ep)) for ep in self._to_load(group)]
         loaded: list[str] = []
+        try:
+            for ep, plugin in plugins:
+                loaded.append(self.register(plugin, ep.name, ep))
+                _log.debug("loaded plugin %r from %s", ep.name, _dist_label(ep))
+        except BaseException:
+            for name in reversed(loaded):
+                self.unregister(name)
+            raise
+        return loaded
+
+    @staticmethod
+    def _load(ep: EntryPoint) -> object:
+        """Import ``ep`` (instantiating a class), or raise `PluginLoadError` naming it."""
+        try:
+            obj = ep.load()
+            return obj() if inspect.isclass(obj) else obj
+        except (Exception, SystemExit) as exc:
+            raise PluginLoadError(ep.name, ep.value, _dist_label(ep), exc) from exc
+
+    def _to_load(self, group: str) -> list[EntryPoint]:
+        """``group``'s entry points to load: not blocked, not registered already."""
+        blocked = self.blocked()
+        todo: dict[str, EntryPoint] = {}
         for ep in sorted(entry_points(group=group), key=lambda ep: ep.name):
             if ep.name in blocked:
                 _log.info("plugin %r (%s) is blocked; not loading it", ep.name, _dist_label(ep))
                 continue
             existing = self._records.get(ep.name)
-            if existing is not None:
-                # Loaded already (a second call), or the name is taken: by a
-                # plugin registered by hand (deliberate), or by another
-                # distribution's entry point (a conflict the user must see).
-                taken = existing.entry_point
-                if taken is not None and (taken.value, _dist_label(taken)) != (
-                    ep.value,
-                    _dist_label(ep),
-                ):
-                    _log.warning(
-                        "plugin %r from %s (%s) not loaded: the name is taken by %s (%s)",
-                        ep.name,
-                        _dist_label(ep),
-                        ep.value,
-                        _dist_label(taken),
-                        taken.value,
-                    )
+            if existing is None and ep.name not in todo:
+                todo[ep.name] = ep
                 continue
-            try:
-                obj = ep.load()
-                plugin = obj() if inspect.isclass(obj) else obj
-            except Exception as exc:
-                raise PluginLoadError(ep.name, ep.value, _dist_label(ep), exc) from exc
-            loaded.append(self.register(plugin, ep.name, ep))
-            _log.debug("loaded plugin %r from %s", ep.name, _dist_label(ep))
-        return loaded
+            # Loaded already (a second call), or the name is taken: by a plugin
+            # registered by hand (deliberate), or by another distribution's
+            # entry point (a conflict the user must see).
+            taken = todo.get(ep.name) if existing is None else existing.entry_point
+            if taken is not None and (taken.value, _dist_label(taken)) != (
+                ep.value,
+                _dist_label(ep),
+            ):
+                _log.warning(
+                    "plugin %r from %s (%s) not loaded: the name is taken by %s (%s)",
+                    ep.name,
+                    _dist_label(ep),
+                    ep.value,
+                    _dist_label(taken),
+                    taken.value,
+                )
+        return list(todo.values())
 
     def get(self, name: str) -> object | None:
         record = self._records.get(name)
@@ -364,11 +389,17 @@ class PluginMethods:
         Skips blocked names (`block_plugin`, ``EVENTBUS_BLOCK_PLUGINS=a,b``) and
         already-registered ones; does nothing if ``EVENTBUS_DISABLE_PLUGIN_AUTOLOAD=1``.
 
+        All or nothing: every entry point is imported before any is
+        registered, and if one fails to import or to register, the plugins
+        this call registered are unregistered again (their subscriptions
+        cancelled) before the error propagates.
+
         Returns:
             The names registered by this call.
 
         Raises:
-            PluginLoadError: An entry point failed to import (names it and its distribution).
+            PluginLoadError: An entry point failed to import, or raised
+                ``SystemExit`` doing so (names it and its distribution).
             PluginRegistrationError: A loaded plugin failed to register.
         """
         return self._plugins.load_entry_points(group)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
+import math
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
@@ -40,6 +42,35 @@ async def _skipped() -> None:
     """
 
 
+def check_timeout(timeout: float | None, what: str = "timeout") -> float | None:
+    """Validate a handler timeout in seconds: ``None`` or a positive number (``inf`` = none).
+
+    Raises:
+        TypeError: Not a number.
+        ValueError: Not positive (or NaN).
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"{what} must be a number of seconds or None, got {timeout!r}")
+    if not timeout > 0:
+        raise ValueError(f"{what} must be > 0 seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _timed(call: Callable[[Any], Any], seconds: float, name: str) -> Callable[[Any], Any]:
+    """``call`` (async) bounded to ``seconds``: past that it is cancelled, `TimeoutError`."""
+
+    async def call_timed(event: Any) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await call(event)
+        except TimeoutError as exc:
+            raise TimeoutError(f"handler {name} timed out after {seconds:g} s") from exc
+
+    return call_timed
+
+
 def _is_async(handler: object) -> bool:
     if inspect.iscoroutinefunction(handler):
         return True
@@ -63,6 +94,8 @@ class Subscription(Generic[E]):
         priority: Higher runs first; ties run in subscription order.
         is_async: Whether the handler is a coroutine function.
         concurrent: Whether an async handler runs concurrently with the next ones.
+        timeout: Seconds an async handler may run before it is cancelled and
+            fails with `TimeoutError` (``None``: no limit).
         fleet: Whether it runs on every worker, in the fleet's order (`eventbus.EventBus.deliver`).
         plugin: Name of the plugin that made the subscription, if any.
     """
@@ -81,6 +114,7 @@ class Subscription(Generic[E]):
         "once",
         "plugin",
         "priority",
+        "timeout",
     )
 
     _seq_counter = itertools.count()
@@ -97,6 +131,8 @@ class Subscription(Generic[E]):
         concurrent: bool,
         fleet: bool = False,
         plugin: str | None,
+        timeout: float | None = None,
+        default_timeout: float | None = None,
     ) -> None:
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise TypeError(f"priority must be an int, got {priority!r}")
@@ -112,6 +148,15 @@ class Subscription(Generic[E]):
         if concurrent and not self.is_async:
             raise TypeError(f"concurrent=True needs an async handler, got {handler_name(handler)}")
         self.concurrent = concurrent
+        timeout = check_timeout(timeout)
+        if timeout is not None and not self.is_async:
+            raise TypeError(
+                f"timeout= needs an async handler (a sync one cannot be interrupted), "
+                f"got {handler_name(handler)}"
+            )
+        if timeout is None and self.is_async:
+            timeout = default_timeout
+        self.timeout = None if timeout is None or math.isinf(timeout) else timeout
         self.fleet = fleet
         self.plugin = plugin
         self._handler_ref: Callable[[], Handler[E] | None]
@@ -158,6 +203,8 @@ class Subscription(Generic[E]):
                 return _skipped() if is_async else None
 
             call = call_once
+        if self.timeout is not None:
+            call = _timed(call, self.timeout, handler_name(handler))
         self._call = call
 
     @property

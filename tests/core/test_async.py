@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import threading
 from typing import Any
 
@@ -491,3 +492,105 @@ class TestPublishThreadsafe:
         asyncio.run(run())
         with pytest.raises(BusNotRunningError):
             bus.publish_threadsafe(Ping())
+
+
+class TestTimeouts:
+    """Issue 11.9: ``timeout=`` per subscription and ``EventBus(default_timeout=)``.
+
+    A hanging async handler is cancelled after its timeout and counts as a
+    failure with a `TimeoutError`; the handlers after it still run.
+    """
+
+    @staticmethod
+    async def hang(event: DomainEvent) -> None:
+        """Never returns on its own."""
+        await asyncio.Event().wait()
+
+    async def test_timed_out_handler_is_a_failure(
+        self, bus: EventBus, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Logged, sent on handler_failed, and the next handler runs."""
+        failures: list[BaseException] = []
+        ran: list[int] = []
+
+        def on_failed(sender: object, *, exception: BaseException, **kw: Any) -> None:
+            failures.append(exception)
+
+        bus.subscribe(Ping, self.hang, timeout=0.05)
+        bus.subscribe(Ping, lambda e: ran.append(e.n))
+        with (
+            signals.handler_failed.connected_to(on_failed, sender=bus),
+            caplog.at_level(logging.ERROR, logger="eventbus"),
+        ):
+            await asyncio.wait_for(bus.publish(Ping(n=1)), 10)
+        assert ran == [1]
+        assert len(failures) == 1
+        assert isinstance(failures[0], TimeoutError)
+        assert "TestTimeouts.hang timed out after 0.05 s" in str(failures[0])
+        assert "TestTimeouts.hang failed on Ping" in caplog.text
+
+    async def test_raise_errors_group(self, strict_bus: EventBus) -> None:
+        """Under raise_errors the TimeoutError is in the group, with its handler's note."""
+        ran: list[int] = []
+        strict_bus.subscribe(Ping, self.hang, timeout=0.05, concurrent=True)
+        strict_bus.subscribe(Ping, lambda e: ran.append(e.n))
+        with pytest.raises(ExceptionGroup) as info:
+            await asyncio.wait_for(strict_bus.publish(Ping(n=1)), 10)
+        (error,) = info.value.exceptions
+        assert isinstance(error, TimeoutError)
+        assert any("TestTimeouts.hang" in note for note in error.__notes__)
+        assert ran == [1]
+
+    async def test_bus_default_and_opting_out(self) -> None:
+        """The bus default applies to async handlers without their own; inf opts out."""
+        bus = EventBus(default_timeout=0.05)
+        assert bus.default_timeout == 0.05
+        assert bus.subscribe(Ping, self.hang).timeout == 0.05
+        assert bus.subscribe(Pong, self.hang, timeout=math.inf).timeout is None
+        assert bus.subscribe(Ping, lambda e: None).timeout is None  # sync: not interruptible
+        assert bus.subscribe(Pong, self.hang, timeout=2).timeout == 2
+        failures: list[BaseException] = []
+        bus.subscribe(Ping, lambda e: None)
+
+        def on_failed(sender: object, *, exception: BaseException, **kw: Any) -> None:
+            failures.append(exception)
+
+        with signals.handler_failed.connected_to(on_failed, sender=bus):
+            await asyncio.wait_for(bus.publish(Ping()), 10)
+        assert [type(f) for f in failures] == [TimeoutError]
+
+    async def test_publish_threadsafe_future_completes(self) -> None:
+        """A hanging handler no longer leaves the publish_threadsafe future pending."""
+        bus = EventBus(default_timeout=0.05, raise_errors=True)
+        bus.subscribe(Ping, self.hang)
+        await bus.start()
+
+        def from_thread() -> BaseException | None:
+            return bus.publish_threadsafe(Ping()).exception(timeout=10)
+
+        exc = await asyncio.to_thread(from_thread)
+        assert isinstance(exc, ExceptionGroup)
+        assert [type(e) for e in exc.exceptions] == [TimeoutError]
+        await bus.aclose()
+
+    @pytest.mark.parametrize(
+        ("timeout", "error"),
+        [
+            (0, ValueError),
+            (-1, ValueError),
+            (math.nan, ValueError),
+            ("1", TypeError),
+            (True, TypeError),
+        ],
+    )
+    def test_invalid_timeouts(self, bus: EventBus, timeout: Any, error: type[Exception]) -> None:
+        """Timeouts are positive numbers of seconds; the bus default too."""
+        with pytest.raises(error):
+            bus.subscribe(Ping, self.hang, timeout=timeout)
+        with pytest.raises(error):
+            EventBus(default_timeout=timeout)
+
+    def test_sync_handler_refuses_a_timeout(self, bus: EventBus) -> None:
+        """A sync handler cannot be interrupted: timeout= on one is a TypeError."""
+        with pytest.raises(TypeError, match="async handler"):
+            bus.subscribe(Ping, lambda e: None, timeout=1)

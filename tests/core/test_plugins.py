@@ -257,8 +257,8 @@ class TestBrokenEntryPoints:
         bus.block_plugin("broken")
         assert bus.load_entry_points(group=group) == ["good"]
 
-    def test_load_error_stops_the_scan_and_can_be_resumed(self, site: Path, group: str) -> None:
-        """Plugins before the broken one stay loaded; blocking it and loading again adds the rest."""
+    def _abc(self, site: Path, group: str, broken_source: str) -> None:
+        """Distributions 'a' and 'c' (working) around 'b' (``broken_source``)."""
         modules = {name: f"{name}plugin_{next(_unique)}" for name in ("a", "c")}
         broken = f"bplugin_{next(_unique)}"
         for name, module in modules.items():
@@ -269,14 +269,47 @@ class TestBrokenEntryPoints:
                 {group: {name: f"{module}:Plugin"}},
                 {module: PLUGIN_SOURCE},
             )
-        make_dist(site, "bdist", "1", {group: {"b": f"{broken}:Plugin"}}, {broken: "1/0\n"})
+        make_dist(site, "bdist", "1", {group: {"b": f"{broken}:Plugin"}}, {broken: broken_source})
+
+    def test_load_error_loads_nothing_and_can_be_resumed(self, site: Path, group: str) -> None:
+        """All or nothing: 'a' (before the broken 'b') is not left registered, nor subscribed.
+
+        Blocking 'b' and loading again loads the rest.
+        """
+        self._abc(site, group, "1/0\n")
         bus = EventBus()
         with pytest.raises(PluginLoadError, match="'b'"):
             bus.load_entry_points(group=group)
-        assert [p.name for p in bus.plugins()] == ["a"]  # discovery is in name order
+        assert bus.plugins() == []
+        assert bus.subscriptions() == ()
         bus.block_plugin("b")
-        assert bus.load_entry_points(group=group) == ["c"]
+        assert bus.load_entry_points(group=group) == ["a", "c"]
         assert [p.name for p in bus.plugins()] == ["a", "c"]
+
+    def test_registration_error_unregisters_the_earlier_ones(self, site: Path, group: str) -> None:
+        """A later plugin whose eventbus_register raises takes the earlier ones back out."""
+        source = PLUGIN_SOURCE.replace(
+            "bus.subscribe(AccountBalanceUpdated, self.on_balance, priority=3)",
+            "raise RuntimeError('no')",
+        )
+        self._abc(site, group, source)
+        bus = EventBus()
+        with pytest.raises(PluginRegistrationError, match="'b'"):
+            bus.load_entry_points(group=group)
+        assert bus.plugins() == []
+        assert bus.subscriptions() == ()
+
+    def test_system_exit_on_import_is_a_load_error(self, site: Path, group: str) -> None:
+        """A plugin calling sys.exit() on import is named, and the process goes on."""
+        self._abc(site, group, "import sys\nsys.exit(3)\n")
+        bus = EventBus()
+        with pytest.raises(PluginLoadError) as info:
+            bus.load_entry_points(group=group)
+        assert info.value.entry_point == "b"
+        assert info.value.distribution == "bdist 1"
+        assert "SystemExit" in str(info.value)
+        assert isinstance(info.value.__cause__, SystemExit)
+        assert bus.plugins() == []
 
 
 class TestBlocking:

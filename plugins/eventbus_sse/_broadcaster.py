@@ -1,16 +1,11 @@
 """The broadcaster: routes each event, encoded once, to its user's clients.
 
-Routing is one dict lookup (user → tuple of subscribers, replaced on connect and
-disconnect, never copied per event), so the cost of an event depends on its own
-user's clients, not on how many clients are connected in total.
-
-Each client has a bounded queue that the router fills with ``put_nowait``
+Routing is one dict lookup (user → tuple of subscribers, module ``_clients``),
+so the cost of an event depends on its own user's clients, not on how many are
+connected in total. Each client has a bounded queue filled with ``put_nowait``
 semantics only: when it is full, that client is disconnected and counted, and
-it resumes later through ``Last-Event-ID``. The publisher never waits.
-
-Each user also has a ring buffer of recent frames for resume. `connect`
-subscribes first, then computes the replay from the buffer, then marks the
-subscriber so any live frame already covered by the replay is dropped.
+it resumes later through ``Last-Event-ID``. The publisher never waits. Each
+user also has a ring buffer of recent frames for resume (module ``_resume``).
 
 **Ids from positions.** Given a position source (`Broadcaster.bind_positions`;
 the plugin binds `eventbus.EventBus.current_position`), a frame routed while
@@ -28,13 +23,23 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Literal, TypeVar, final
+from typing import TYPE_CHECKING, Final, Literal, TypeVar, final
 from uuid import UUID
 
 from eventbus import DomainEvent, codec
+from eventbus.events import OrderGap
 from eventbus_sse._auth import MAX_HEADER_BYTES
 from eventbus_sse._clients import DEFAULT_PER_USER, Clients
-from eventbus_sse._frames import EntryKey, Frame, build_frame, entry_key, new_epoch
+from eventbus_sse._frames import (
+    RESET_EVENT,
+    EntryKey,
+    Frame,
+    Positions,
+    PositionSource,
+    build_frame,
+    new_epoch,
+    reset_frame,
+)
 from eventbus_sse._mapping import MappingTable
 from eventbus_sse._resume import ResumeBuffers
 from eventbus_sse._subscriber import Subscriber
@@ -48,12 +53,20 @@ _log = logging.getLogger("eventbus.sse")
 
 E = TypeVar("E", bound=DomainEvent)
 
+#: The counters of `Broadcaster.statistics`, in its order.
+_COUNTERS: Final = [
+    "events_encoded",
+    "frames_routed",
+    "frames_sent",
+    "frames_replayed",
+    "dropped_clients",
+    "resets_sent",
+    "heartbeats_sent",
+    "order_gaps",
+]
+
 #: Turns an event into the ``data:`` payload bytes. The default is `eventbus.codec.dumps`.
 Encoder = Callable[[DomainEvent], bytes]
-
-#: Returns the position of the event being dispatched, or ``None`` when it has
-#: none. `eventbus.EventBus.current_position` is one.
-PositionSource = Callable[[], str | None]
 
 
 @final
@@ -123,20 +136,8 @@ class Broadcaster:
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._positions: PositionSource | None = None
-        # Counters, touched on the loop thread only (see statistics()).
-        self._stats = dict.fromkeys(
-            (
-                "events_encoded",
-                "frames_routed",
-                "frames_sent",
-                "frames_replayed",
-                "dropped_clients",
-                "resets_sent",
-                "heartbeats_sent",
-            ),
-            0,
-        )
+        self._positions = Positions()
+        self._stats = dict.fromkeys(_COUNTERS, 0)  # touched on the loop thread only
 
     def __repr__(self) -> str:
         return f"<Broadcaster epoch={self._epoch} clients={len(self._clients)}>"
@@ -238,47 +239,36 @@ class Broadcaster:
             TypeError: ``source`` is not callable.
             RuntimeError: Another source is bound already.
         """
-        if not callable(source):
-            raise TypeError(f"source must be a callable returning str | None, got {source!r}")
-        if self._positions is not None and self._positions != source:
-            raise RuntimeError(
-                f"this Broadcaster takes its ids from {self._positions!r} already; "
-                "give each bus its own Broadcaster"
-            )
-        self._positions = source
+        self._positions.bind(source)
 
     def handle(self, event: DomainEvent) -> None:
         """The bus handler: encode ``event`` once and route it; safe from any thread.
 
         Called from a thread other than the broadcaster's loop, the routing is
         handed to the loop with ``call_soon_threadsafe``, which keeps order.
+        An `eventbus.events.OrderGap` is never streamed as a frame: every
+        client gets a ``stream.reset`` instead (see `_gap`).
         """
+        if isinstance(event, OrderGap):
+            self._on_loop(self._gap, self._positions.current(OrderGap)[1])
+            return
         mapping = self._mappings.resolve(type(event))
         if mapping is None:
             return
         user = mapping.user(event)
         payload = self._encode(event)
-        positions = self._positions
-        sse_id = positions() if positions is not None else None
-        entry = None
-        if sse_id is not None:
-            entry = entry_key(sse_id)
-            if entry is None:
-                # Never put it on the id: line (a CR or LF would break the frame).
-                _log.error(
-                    "position %r is not a stream id: a %s gets a local SSE id",
-                    sse_id,
-                    type(event).__qualname__,
-                )
-                sse_id = None
+        sse_id, entry = self._positions.current(type(event))
+        self._on_loop(self._route, mapping.name, user, payload, sse_id, entry)
+
+    def _on_loop(self, call: Callable[..., None], *args: object) -> None:
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
-            self._route(mapping.name, user, payload, sse_id, entry)
+            call(*args)
             return
         try:
-            loop.call_soon_threadsafe(self._route, mapping.name, user, payload, sse_id, entry)
+            loop.call_soon_threadsafe(call, *args)
         except RuntimeError:  # the loop is closed: nobody can be listening on it
-            self._route(mapping.name, user, payload, sse_id, entry)
+            call(*args)
 
     def _route(
         self, name: str, user: UUID, payload: bytes, sse_id: str | None, entry: EntryKey | None
@@ -298,6 +288,27 @@ class Broadcaster:
                     stats["dropped_clients"] += 1
                     _log.warning("SSE client of user %s is too slow: disconnected", user)
                     self._clients.unroute(sub, "overflow")
+
+    def _gap(self, entry: EntryKey | None) -> None:
+        """Entries of the order were lost: reset every client, and every resume from before.
+
+        Each connected client gets a ``stream.reset`` (reason ``"gap"``), in
+        order with its frames, whatever its ``types``: its stream has holes.
+        The resume buffers start anew from the reset, whose local id resumes
+        what follows; any id from before the gap resets (`ResumeBuffers.gap`).
+        """
+        seq = self._seq = self._seq + 1
+        gap_id = f"{self._epoch}-{seq}"
+        marker = Frame(seq, gap_id, RESET_EVENT, reset_frame(gap_id, "gap"))
+        self._buffers.gap(marker, entry, self._routes)
+        sent, full = self._clients.offer_all(marker)
+        stats = self._stats
+        stats["order_gaps"] += 1
+        stats["resets_sent"] += sent
+        for sub in full:
+            stats["dropped_clients"] += 1
+            self._clients.unroute(sub, "overflow")
+        _log.warning("order gap: %d SSE client(s) sent stream.reset to refetch", sent)
 
     # ---------------------------------------------------------------- clients
 
@@ -387,7 +398,8 @@ class Broadcaster:
             too slow), ``frames_sent`` (frames handed to clients, replays
             included), ``frames_routed`` (frames put on client queues),
             ``frames_replayed``, ``events_encoded``, ``resets_sent``,
-            ``heartbeats_sent``, and the clients refused at the caps:
+            ``heartbeats_sent``, ``order_gaps`` (`eventbus.events.OrderGap`
+            events handled), and the clients refused at the caps:
             ``refused_per_user`` (429) and ``refused_global`` (503).
         """
         return {

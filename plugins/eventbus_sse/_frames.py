@@ -24,14 +24,19 @@ foreign.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
+from collections.abc import Callable
 from typing import Final, final
 
 __all__ = [
     "HEARTBEAT",
+    "RESET_EVENT",
     "EntryKey",
     "Frame",
+    "PositionSource",
+    "Positions",
     "build_frame",
     "entry_key",
     "id_epoch",
@@ -45,6 +50,9 @@ __all__ = [
 #: connection from idling out, and lets the server notice a dead peer.
 HEARTBEAT: Final = b": heartbeat\n\n"
 
+#: The SSE event name of a reset: the client must refetch its state.
+RESET_EVENT: Final = "stream.reset"
+
 #: A position: a stream id ``<ms>-<seq>``, then ``.<k>`` for a derived event.
 #: Nothing else reaches a frame's ``id:`` line from a position: never CR, LF or
 #: NUL, which would break the frame.
@@ -53,6 +61,12 @@ _LOCAL_ID: Final = re.compile(r"(e[0-9a-f]{11})-[0-9]+")
 
 #: A stream entry in comparable form: (milliseconds, sequence).
 EntryKey = tuple[int, int]
+
+#: Returns the position of the event being dispatched, or ``None`` when it has
+#: none. `eventbus.EventBus.current_position` is one.
+PositionSource = Callable[[], str | None]
+
+_log = logging.getLogger("eventbus.sse")
 
 
 @final
@@ -82,6 +96,47 @@ class Frame:
 
     def __repr__(self) -> str:
         return f"Frame(seq={self.seq}, id={self.id!r}, name={self.name!r})"
+
+
+@final
+class Positions:
+    """Where a broadcaster's frame ids come from: one bound `PositionSource`, checked."""
+
+    __slots__ = ("_source",)
+
+    def __init__(self) -> None:
+        self._source: PositionSource | None = None
+
+    def bind(self, source: PositionSource) -> None:
+        """See `eventbus_sse.Broadcaster.bind_positions`."""
+        if not callable(source):
+            raise TypeError(f"source must be a callable returning str | None, got {source!r}")
+        if self._source is not None and self._source != source:
+            raise RuntimeError(
+                f"this Broadcaster takes its ids from {self._source!r} already; "
+                "give each bus its own Broadcaster"
+            )
+        self._source = source
+
+    def current(self, what: type) -> tuple[str | None, EntryKey | None]:
+        """The id and entry of the event (of class ``what``) being handled, or ``(None, None)``.
+
+        A position that is not a stream id is logged and never used: it would
+        go on the ``id:`` line, where a CR or LF would break the frame.
+        """
+        source = self._source
+        sse_id = source() if source is not None else None
+        if sse_id is None:
+            return None, None
+        entry = entry_key(sse_id)
+        if entry is None:
+            _log.error(
+                "position %r is not a stream id: a %s gets a local SSE id",
+                sse_id,
+                what.__qualname__,
+            )
+            return None, None
+        return sse_id, entry
 
 
 def new_epoch() -> str:
@@ -131,7 +186,8 @@ def reset_frame(last_id: str | None, reason: str) -> bytes:
     reconnect resumes from here), or empty, which tells the browser to forget
     the stale id it holds.
     """
-    return b'id: %s\nevent: stream.reset\ndata: {"reason":"%s"}\n\n' % (
+    return b'id: %s\nevent: %s\ndata: {"reason":"%s"}\n\n' % (
         (last_id or "").encode(),
+        RESET_EVENT.encode(),
         reason.encode(),
     )

@@ -20,6 +20,7 @@ from eventbus.portfolio import (
     AccountHoldingsUpdated,
     PortfolioNetWorthRecalculated,
 )
+from eventbus_sse._frames import RESET_EVENT
 
 __all__ = ["EventMapping", "MappingTable", "UserOf"]
 
@@ -97,6 +98,8 @@ class MappingTable:
             raise ValueError(
                 f"name must be a non-empty token without spaces, commas or colons, got {resolved!r}"
             )
+        if resolved == RESET_EVENT:
+            raise ValueError(f"name {RESET_EVENT!r} is reserved for the stream's resets")
         with self._lock:
             self._explicit[event_cls] = EventMapping(resolved, user)
             self._cache = {}

@@ -27,16 +27,30 @@ A position is not routed yet when
 Any other unknown position resets: its frame was dropped, or this worker
 started after it (the first entry it routed is newer), or the worker has
 routed no position yet and cannot tell.
+
+**Order gaps.** When entries of the order were lost before this worker read
+them (`eventbus.events.OrderGap`), every buffer is emptied and restarted with
+the gap's ``stream.reset`` frame, whose local id resumes what follows it. Every
+id from before the gap then resets (reason ``"gap"``): the local ids routed
+before it, and any position up to the gap's (routed here, or lost), even one
+this worker never saw. Positions after the gap resume as before.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import final
 from uuid import UUID
 
-from eventbus_sse._frames import EntryKey, Frame, entry_key, id_epoch, reset_frame
+from eventbus_sse._frames import (
+    RESET_EVENT,
+    EntryKey,
+    Frame,
+    entry_key,
+    id_epoch,
+    reset_frame,
+)
 
 __all__ = ["Replay", "ResumeBuffers"]
 
@@ -80,7 +94,16 @@ class ResumeBuffers:
         max_users: Users with a buffer, at most.
     """
 
-    __slots__ = ("_buffers", "_dropped", "_epoch", "_max_users", "_newest", "_size")
+    __slots__ = (
+        "_buffers",
+        "_dropped",
+        "_epoch",
+        "_floor",
+        "_gap_seq",
+        "_max_users",
+        "_newest",
+        "_size",
+    )
 
     def __init__(self, epoch: str, size: int, max_users: int) -> None:
         self._epoch = epoch
@@ -90,6 +113,9 @@ class ResumeBuffers:
         # The newest stream entry routed (any user) and of any frame dropped.
         self._newest: EntryKey | None = None
         self._dropped: EntryKey | None = None
+        # The last order gap: positions up to _floor and local seqs up to _gap_seq reset.
+        self._floor: EntryKey | None = None
+        self._gap_seq = 0
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._buffers.values())
@@ -113,36 +139,63 @@ class ResumeBuffers:
         if entry is not None and (self._dropped is None or entry > self._dropped):
             self._dropped = entry
 
+    def gap(self, marker: Frame, entry: EntryKey | None, users: Iterable[UUID]) -> None:
+        """Forget every frame before an order gap; ``marker``, its reset, starts each buffer.
+
+        Args:
+            marker: The ``stream.reset`` frame sent to live clients (a local id).
+            entry: The gap's own stream entry, if it came with a position.
+            users: Users with connected clients: they hold the marker's id
+                now, so each gets a buffer starting with it.
+        """
+        keys = [k for k in (entry, self._newest, self._floor) if k is not None]
+        self._floor = max(keys) if keys else None
+        self._gap_seq = marker.seq
+        for buffer in self._buffers.values():
+            buffer.clear()
+            buffer.append(marker)
+        for user in users:
+            if user not in self._buffers:
+                self.append(user, marker)
+
     def replay(self, user: UUID, last_id: str, types: frozenset[str] | None) -> Replay:
         """The frames of ``user`` after ``last_id``, or a reset if it cannot tell which.
 
         The reset names its reason (``"epoch"`` for another broadcaster's id,
-        ``"stale"`` otherwise) and carries the newest buffered id, so the
-        client's next reconnect resumes from there.
+        ``"gap"`` for an id from before an order gap, ``"stale"`` otherwise)
+        and carries the newest buffered id, so the client's next reconnect
+        resumes from there.
         """
         frames = list(self._buffers.get(user, ()))
         start = next((i for i in range(len(frames) - 1, -1, -1) if frames[i].id == last_id), None)
         ahead_of = None
         entry = entry_key(last_id) if start is None else None
-        if entry is not None:
+        if entry is not None and (self._floor is None or entry > self._floor):
             start = self._behind(frames, entry)
             ahead_of = None if start is None else (entry, last_id)
         if start is None:
-            epoch = id_epoch(last_id)
-            reason = "epoch" if epoch is not None and epoch != self._epoch else "stale"
             newest = frames[-1] if frames else None
             return Replay(
-                [reset_frame(newest.id if newest else None, reason)],
+                [reset_frame(newest.id if newest else None, self._reason(last_id, entry))],
                 newest.seq if newest else 0,
                 reset=True,
             )
         after = frames[start + 1 :]
         return Replay(
-            [f.data for f in after if types is None or f.name in types],
+            [f.data for f in after if f.name != RESET_EVENT and (types is None or f.name in types)],
             after[-1].seq if after else 0,
             reset=False,
             ahead_of=ahead_of,
         )
+
+    def _reason(self, last_id: str, entry: EntryKey | None) -> str:
+        epoch = id_epoch(last_id)
+        if epoch is not None and epoch != self._epoch:
+            return "epoch"
+        if entry is not None:
+            return "gap" if self._floor is not None and entry <= self._floor else "stale"
+        seq = int(last_id.rpartition("-")[2]) if epoch is not None else 0
+        return "gap" if 0 < seq <= self._gap_seq else "stale"
 
     def _behind(self, frames: list[Frame], entry: EntryKey) -> int | None:
         """Where a client at a position of ``entry`` stands in a buffer that lacks it.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Final, NamedTuple, final
 from uuid import UUID
@@ -294,15 +294,25 @@ class NetWorthAggregator:
     def snapshot(self) -> bytes:
         """Serialise all state (orjson; Decimals as strings, so exact).
 
-        Each user is copied under its own lock: every user's entry is consistent.
+        Each user is copied under its own lock, so every user's entry is
+        consistent; users changed meanwhile (from other threads) may be seen
+        before or after their change. Safe in any thread: the Redis bridge
+        calls it in a worker thread between two deliveries, when nothing
+        changes the state of a fleet.
         """
-        users: dict[UUID, _snapshot.UserState] = {}
-        for user_id, user in list(self._users.items()):
+        return _snapshot.encode(self._base, self._states())
+
+    def _states(self) -> Iterator[tuple[UUID, _snapshot.UserState]]:
+        # Lazily, one copy at a time (see _snapshot.encode); the ids first,
+        # as a list of references (one object, not a tuple per user).
+        users = self._users
+        for user_id in list(users):
+            user = users.get(user_id)
+            if user is None:
+                continue
             with user.lock:
-                users[user_id] = _snapshot.UserState(
-                    user.total, dict(user.accounts), list(user.recent)
-                )
-        return _snapshot.encode(self._base, users)
+                state = _snapshot.UserState(user.total, dict(user.accounts), list(user.recent))
+            yield user_id, state
 
     def restore(self, data: bytes | bytearray | memoryview | str) -> None:
         """Replace all state with a `snapshot`; meant for start-up, before publishing.

@@ -21,6 +21,8 @@ accounts, and every id must be a UUID.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -34,6 +36,8 @@ from eventbus_networth._rates import check_currency_code
 __all__ = ["FORMAT", "UserState", "decode", "encode"]
 
 FORMAT: Final = "eventbus-networth/1"
+#: Users encoded per ``orjson.dumps`` call (see `encode`).
+CHUNK: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,25 +49,37 @@ class UserState:
     recent: list[UUID]
 
 
-def encode(base_currency: str, users: dict[UUID, UserState]) -> bytes:
-    """Serialise per-user state to bytes."""
-    return orjson.dumps(
-        {
-            "format": FORMAT,
-            "base_currency": base_currency,
-            "users": {
-                str(uid): {
+def encode(base_currency: str, users: Iterable[tuple[UUID, UserState]]) -> bytes:
+    """Serialise per-user state to bytes.
+
+    ``users`` is consumed `CHUNK` users at a time, each chunk encoded by one
+    ``orjson.dumps`` call: no single call holds the GIL for long, and a lazy
+    ``users`` (copies made as they are needed) keeps few objects alive at
+    once, so a snapshot taken in a worker thread triggers no full garbage
+    collection and leaves the event loop responsive. orjson writes the UUIDs
+    (keys too, with ``OPT_NON_STR_KEYS``) in their canonical form, as
+    ``str(uuid)`` would.
+    """
+    head = orjson.dumps({"format": FORMAT, "base_currency": base_currency})
+    pending = iter(users)
+    parts = []
+    while chunk := list(itertools.islice(pending, CHUNK)):
+        encoded = orjson.dumps(
+            {
+                uid: {
                     "net_worth": str(state.net_worth),
                     "accounts": {
-                        str(aid): [str(balance), currency, str(value)]
+                        aid: [str(balance), currency, str(value)]
                         for aid, (balance, currency, value) in state.accounts.items()
                     },
-                    "recent": [str(eid) for eid in state.recent],
+                    "recent": state.recent,
                 }
-                for uid, state in users.items()
+                for uid, state in chunk
             },
-        }
-    )
+            option=orjson.OPT_NON_STR_KEYS,
+        )
+        parts.append(encoded[1:-1])
+    return b'%s,"users":{%s}}' % (head[:-1], b",".join(parts))
 
 
 def _uuid(raw: Any, where: str) -> UUID:

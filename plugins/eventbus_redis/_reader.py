@@ -21,7 +21,8 @@ missing (trimmed before it read them): counted as ``trimmed``, warned about
 once per streak, and delivered as an `eventbus.events.OrderGap` right before
 the entry that showed the gap. It logs and skips malformed entries, showing a
 bounded preview of them (`eventbus_redis._logtext`). Between two entries it
-writes a snapshot when one is due.
+writes a snapshot when one is due; the projections' ``snapshot()`` runs in a
+worker thread meanwhile, so deliveries pause but the loop does not.
 """
 
 from __future__ import annotations
@@ -365,8 +366,11 @@ class Reader:
             return
         self._mark(key)
         try:
-            # On the loop, between two deliveries: the state is exact at position.
-            fields = capture(self._projections, self._sequences.table())
+            # Between two deliveries, in a worker thread: this task awaits it,
+            # so no delivery runs and the state is exact at position, while
+            # the loop goes on (SSE heartbeats, requests). Projections change
+            # only in deliveries (fleet handlers).
+            fields = await asyncio.to_thread(capture, self._projections, self._sequences.table())
         except Exception:
             _log.exception("Redis bridge could not snapshot the projections")
             return

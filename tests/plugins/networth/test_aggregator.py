@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -311,6 +312,36 @@ class TestSnapshot:
         agg.apply(balance(user, uuid4(), 0, "10"))
         agg.restore(empty)
         assert agg.users() == []
+
+    def test_taken_in_another_thread_each_user_is_whole(self, agg: NetWorthAggregator) -> None:
+        """Snapshots taken while another thread applies updates: every user's entry consistent.
+
+        ``restore`` checks that each total is the sum of its accounts.
+        """
+        users = [(uuid4(), uuid4(), uuid4()) for _ in range(300)]
+        for user, first, second in users:
+            agg.apply(balance(user, first, 0, "1"))
+            agg.apply(balance(user, second, 0, "1"))
+        done = threading.Event()
+        taken: list[bytes] = []
+
+        def snapshots() -> None:
+            while not done.is_set() or not taken:
+                taken.append(agg.snapshot())
+
+        thread = threading.Thread(target=snapshots)
+        thread.start()
+        try:
+            for step in range(1, 6):
+                for user, first, second in users:
+                    agg.apply(balance(user, first, step, step + 1))
+                    agg.apply(balance(user, second, step, step + 1))
+        finally:
+            done.set()
+            thread.join(timeout=30)
+        for data in taken[:: max(1, len(taken) // 20)]:
+            NetWorthAggregator("USD", RATES).restore(data)
+        assert not thread.is_alive()
 
     def test_other_base_currency_refused(self, agg: NetWorthAggregator) -> None:
         """A snapshot taken in EUR cannot be restored into a USD aggregator."""

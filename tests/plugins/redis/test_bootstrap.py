@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import orjson
 import pytest
@@ -19,6 +20,22 @@ from eventbus.portfolio import AccountHoldingsUpdated
 from tests.plugins.redis.conftest import MakeWorker, RedisServer
 from tests.plugins.redis.helpers import SNAPSHOTS, STREAM, History, numbered, publish_all
 from tests.support import wait_until_async
+
+
+class Blocking(History):
+    """A `History` whose ``snapshot()`` waits, up to 5 s, until ``go`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taking = threading.Event()
+        self.go = threading.Event()
+        self.loop_ran: bool | None = None
+
+    def snapshot(self) -> bytes:
+        """Signal ``taking``, wait for ``go``, then snapshot."""
+        self.taking.set()
+        self.loop_ran = self.go.wait(timeout=5)
+        return super().snapshot()
 
 
 def key(position: bytes | str | None) -> tuple[int, int]:
@@ -186,6 +203,32 @@ class TestSnapshots:
             return bool(snapshot_ids(redis_server))
 
         await wait_until_async(snapshotted, what="a time-triggered snapshot")
+
+    async def test_taken_in_a_thread_deliveries_pause_the_loop_runs(
+        self, workers: MakeWorker, redis_server: RedisServer
+    ) -> None:
+        """While ``snapshot()`` runs, no delivery does, but the loop (here: the writer) goes on.
+
+        The projection's ``snapshot()`` waits until the test, on the loop, lets
+        it go: on the loop itself it would wait in vain (and time out).
+        """
+        history = Blocking()
+        a = await workers(history=history, snapshot_every=3, snapshot_interval=None)
+        first, later = numbered(3), numbered(2, 3)
+        await publish_all(a, first)
+        await wait_until_async(history.taking.is_set, what="the snapshot under way")
+        await publish_all(a, later)
+        await wait_until_async(lambda: a.stats()["sent"] == 5, what="the writer, meanwhile")
+        assert a.fleet_events == first  # deliveries wait for the snapshot
+        history.go.set()
+        await a.delivered(5)
+        assert history.loop_ran is True
+        await wait_until_async(lambda: a.stats()["snapshots"] == 1, what="the snapshot written")
+        with redis_server.client() as client:
+            ((position, fields),) = client.xrange(SNAPSHOTS)
+            ids = [entry_id for entry_id, _ in client.xrange(STREAM)]
+        assert position == ids[2]  # exact at its position: the first three
+        assert orjson.loads(fields[b"history"]) == [str(e.event_id) for e in first]
 
     async def test_workers_without_projections_write_none(
         self, workers: MakeWorker, redis_server: RedisServer

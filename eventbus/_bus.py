@@ -18,7 +18,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Final, TypeVar, final
 
@@ -26,9 +26,9 @@ from eventbus import _plans
 from eventbus._context import DispatchContext
 from eventbus._dispatch import Dispatcher
 from eventbus._fleet import Place, Projection, Projections, Sequencer
-from eventbus._observed import observed, watch
+from eventbus._observed import DispatchObserver, observed, watch
 from eventbus._plugins import PluginHost, PluginMethods, acting_plugin
-from eventbus._subscription import Handler, Subscription
+from eventbus._subscription import Handler, Subscription, check_timeout
 from eventbus.events import DomainEvent
 from eventbus.exceptions import BusNotRunningError
 
@@ -572,12 +572,16 @@ class EventBus(PluginMethods):
         """Call ``observer`` around every dispatch and handler call of this bus.
 
         See `DispatchObserver`. While any bus has an observer, publishes take
-        the careful dispatch path; with none, observers cost nothing.
+        the careful dispatch path; with none, observers cost nothing. Added
+        from a plugin's hook, it is the plugin's: `unregister_plugin` removes it.
 
         Raises:
             TypeError: ``observer`` is not a `DispatchObserver`.
         """
         self._dispatch.observation.add(observer)
+        plugin = acting_plugin(self)
+        if plugin is not None:
+            self._plugins.record_observer(plugin, observer)
 
     def remove_observer(self, observer: DispatchObserver) -> bool:
         """Stop calling ``observer``; whether it was registered."""

@@ -108,6 +108,29 @@ def _configure_plugins(options: DemoOptions) -> None:
         os.environ["EVENTBUS_REDIS_URL"] = options.redis_url
 
 
+def with_metrics(bus: EventBus, app: Any) -> Any:
+    """``app`` plus ``GET /metrics`` from the ``prometheus`` plugin (issue 13), if it can run.
+
+    The plugin is loaded inert; the demo enables it (it needs the
+    ``prometheus`` extra: without it the demo serves no /metrics).
+    """
+    plugin: Any = bus.get_plugin("prometheus")
+    try:
+        plugin.enable()
+        metrics = plugin.asgi_app()
+    except (AttributeError, ImportError) as exc:
+        _log.info("no /metrics: %s", exc)
+        return app
+
+    async def with_metrics(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path") == "/metrics":
+            await metrics(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return with_metrics
+
+
 # ----------------------------------------------------------------------- runner
 
 
@@ -272,7 +295,8 @@ class _Demo:
             await self.bus.aclose()
             raise
         ready = asyncio.Event()
-        server = _server(self._with_state(demo_app(broadcaster, auth), auth), ready)
+        app = with_metrics(self.bus, self._with_state(demo_app(broadcaster, auth), auth))
+        server = _server(app, ready)
         try:
             serving = asyncio.create_task(server.serve(sockets=[sock]))
             waiting = asyncio.create_task(ready.wait())

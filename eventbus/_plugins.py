@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from eventbus._bus import EventBus
+    from eventbus._observed import DispatchObserver
 
 __all__ = ["PluginHost", "PluginInfo", "PluginMethods", "SubscriptionInfo", "acting_plugin"]
 
@@ -115,6 +116,7 @@ class _Record:
     plugin: object
     entry_point: EntryPoint | None
     subs: list[Subscription[Any]] = field(default_factory=list)
+    observers: list[DispatchObserver] = field(default_factory=list)
 
 
 def _env_flag(name: str) -> bool:
@@ -167,8 +169,7 @@ class PluginHost:
                     impl.function(bus=bus)
             except BaseException as exc:
                 # KeyboardInterrupt too: never leave a half-registered plugin.
-                for sub in record.subs:
-                    sub.cancel()
+                self._undo(record)
                 del self._records[name]
                 self._pm.unregister(plugin)
                 if not isinstance(exc, Exception):
@@ -185,13 +186,24 @@ class PluginHost:
         if record is not None:
             record.subs.append(sub)
 
+    def record_observer(self, name: str, observer: DispatchObserver) -> None:
+        """Credit ``observer`` to plugin ``name``: unregistering it removes the observer."""
+        record = self._records.get(name)
+        if record is not None:
+            record.observers.append(observer)
+
+    def _undo(self, record: _Record) -> None:
+        for sub in record.subs:
+            sub.cancel()
+        for observer in record.observers:
+            self._bus.remove_observer(observer)
+
     def unregister(self, name: str) -> None:
         with self._lock:
             record = self._records.pop(name, None)
             if record is None:
                 raise KeyError(f"no plugin named {name!r} is registered")
-            for sub in record.subs:
-                sub.cancel()
+            self._undo(record)
             self._pm.unregister(record.plugin)
 
     def block(self, name: str) -> None:
@@ -380,7 +392,10 @@ class PluginMethods:
         return self._plugins.register(plugin, name)
 
     def unregister_plugin(self, name: str) -> None:
-        """Unregister a plugin by name, cancelling every subscription it made."""
+        """Unregister a plugin by name, cancelling every subscription it made.
+
+        Observers it added (`add_observer`, while one of its hooks ran) are removed.
+        """
         self._plugins.unregister(name)
 
     def load_entry_points(self, group: str = "eventbus") -> list[str]:

@@ -255,3 +255,29 @@ class TestFleet:
         bus.set_sequencer(sequencer)
         bus.publish_sync(Ping(n=1))
         assert [e.n for e in sequencer.appended] == [1]  # type: ignore[attr-defined]
+
+
+class TestPlugins:
+    """An observer a plugin adds in its hook is the plugin's."""
+
+    def test_unregistering_removes_it(self, bus: EventBus) -> None:
+        """unregister_plugin removes the observer; a failed registration does too."""
+        from eventbus import PluginRegistrationError, hookimpl
+
+        class Plugin:
+            def __init__(self, fail: bool) -> None:
+                self.fail = fail
+
+            @hookimpl
+            def eventbus_register(self, bus: EventBus) -> None:
+                bus.add_observer(Recorder())
+                if self.fail:
+                    raise RuntimeError("no")
+
+        bus.register_plugin(Plugin(False), name="good")
+        assert len(bus.observers()) == 1
+        bus.unregister_plugin("good")
+        assert bus.observers() == ()
+        with pytest.raises(PluginRegistrationError):
+            bus.register_plugin(Plugin(True), name="bad")
+        assert bus.observers() == ()

@@ -16,6 +16,9 @@ A second check counts encodes: one per event, whatever the fan-out.
 from __future__ import annotations
 
 import asyncio
+import gc
+import itertools
+import tracemalloc
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
@@ -113,3 +116,64 @@ class TestTargets:
     def test_cost_independent_of_client_count(self, ratios: RatioBook) -> None:
         """Cost per event with 10,000 clients is at most 1.5x the cost with 10."""
         ratios.check("sse 10000 clients", "sse 10 clients", at_most=1.5)
+
+
+class TestResumeMemory:
+    """What the resume buffers hold per user, measured with tracemalloc (see docs/sse.md).
+
+    Not timings: these run, and check their generous bounds, under
+    ``--benchmark-disable`` too. Frames carry fleet positions (the longer ids
+    every worker gives with the Redis bridge), as in the deployed shape.
+    """
+
+    @staticmethod
+    def _fill(broadcaster: Broadcaster, users: list[UUID], frames: int) -> int:
+        """Route ``frames`` balance frames to each user; the bytes it took to hold them."""
+        positions = (f"{1_718_000_000_000 + n}-0" for n in itertools.count())
+        broadcaster.bind_positions(lambda: next(positions))
+        events = [_balance(user, i) for user in users for i in range(frames)]
+        gc.collect()
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            for event in events:
+                broadcaster.handle(event)
+            gc.collect()
+            return int(tracemalloc.get_traced_memory()[0] - base)
+        finally:
+            tracemalloc.stop()
+
+    def test_bytes_per_user_with_a_full_buffer(self, ratios: RatioBook) -> None:
+        """1,000 users, each with a full default buffer (64 frames)."""
+        broadcaster = Broadcaster()
+        users = [UUID(int=u + 1) for u in range(1000)]
+        grown = self._fill(broadcaster, users, 64)
+        per_user, per_frame = grown / len(users), grown / (64 * len(users))
+        assert broadcaster.statistics()["buffered"] == 64 * len(users)
+        ratios.notes.append(
+            f"sse resume buffer: {per_user:,.0f} bytes per user with 64 frames "
+            f"({per_frame:,.0f} per balance frame)"
+        )
+        assert 0 < per_frame < 2048
+        assert per_user < 128 * 1024
+
+    def test_bytes_per_user_with_one_frame(self, ratios: RatioBook) -> None:
+        """2,000 users with one frame each: the buffer's own overhead shows."""
+        broadcaster = Broadcaster()
+        users = [UUID(int=u + 1) for u in range(2000)]
+        per_user = self._fill(broadcaster, users, 1) / len(users)
+        ratios.notes.append(f"sse resume buffer: {per_user:,.0f} bytes per user with 1 frame")
+        assert 0 < per_user < 4096
+
+    def test_buffered_users_bounds_the_total(self, ratios: RatioBook) -> None:
+        """2,000 users stream through ``buffered_users=100``: only 100 buffers' worth stays."""
+        capped = Broadcaster(buffered_users=100, buffer_size=16)
+        grown = self._fill(capped, [UUID(int=u + 1) for u in range(2000)], 16)
+        reference = Broadcaster(buffer_size=16)
+        full = self._fill(reference, [UUID(int=u + 1) for u in range(100)], 16)
+        assert capped.statistics()["buffered"] == 100 * 16
+        ratios.notes.append(
+            f"sse resume buffers: {grown:,} bytes kept for 2,000 users with "
+            f"buffered_users=100 ({full:,} for 100 users alone)"
+        )
+        assert grown < 1.5 * full

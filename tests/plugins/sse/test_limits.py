@@ -71,6 +71,20 @@ class TestPerUserCap:
         assert stats["refused_per_user"] == 1
         assert stats["refused_global"] == 0
 
+    async def test_a_malformed_request_still_gets_its_400(
+        self, auth: SignedTokenAuth, serve: Serve, client: httpx.AsyncClient
+    ) -> None:
+        """At the cap, an unknown ``types=`` name is still a 400: parameters are checked first."""
+        broadcaster = Broadcaster(max_clients_per_user=1)
+        url = await serve(broadcaster.asgi_app(authenticate=auth), broadcaster)
+        token = auth.issue(uuid4())
+        async with streams(client, url, [token]):
+            await clients_become(broadcaster, 1)
+            bad = await client.get(url, params={"token": token, "types": "nope.nope"})
+            assert bad.status_code == 400
+            full = await client.get(url, params={"token": token})
+            assert full.status_code == 429
+
     async def test_configurable_and_none_disables_it(self) -> None:
         """``max_clients_per_user`` sets the cap; ``None`` removes it."""
         user = uuid4()

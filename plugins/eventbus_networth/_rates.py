@@ -15,6 +15,7 @@ net worth must never be silently wrong. Give every pair you need.
 from __future__ import annotations
 
 import os
+import reprlib
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Final, TypeAlias
@@ -51,7 +52,8 @@ def check_currency_code(value: object, where: str) -> str:
         and value.isalpha()
         and value.isupper()
     ):
-        raise ValueError(f"{where}: must be a 3-letter uppercase currency code, got {value!r}")
+        shown = reprlib.repr(value)  # bounded: the value may come from an untrusted snapshot
+        raise ValueError(f"{where}: must be a 3-letter uppercase currency code, got {shown}")
     return value
 
 

@@ -36,6 +36,7 @@ from eventbus.exceptions import (
     PluginLoadError,
     PluginNotFoundError,
     PluginRegistrationError,
+    StreamOverflowError,
 )
 from eventbus.hookspecs import hookimpl
 
@@ -60,6 +61,7 @@ __all__ = [
     "Priority",
     "Projection",
     "Sequencer",
+    "StreamOverflowError",
     "Subscription",
     "SubscriptionInfo",
     "event_type",

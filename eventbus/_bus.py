@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Final, TypeVar, final
 
-from eventbus import _plans
+from eventbus import _plans, _waiting
 from eventbus._context import DispatchContext
 from eventbus._dispatch import Dispatcher
 from eventbus._fleet import Place, Projection, Projections, Sequencer
@@ -443,6 +443,58 @@ class EventBus(PluginMethods):
         context = contextvars.copy_context()
         context.run(self._var.set, None)
         return context.run(asyncio.run_coroutine_threadsafe, self.publish(event), loop)
+
+    # ------------------------------------------------------------------ waiting
+
+    async def wait_for(
+        self,
+        event_type: type[E],
+        predicate: Callable[[E], bool] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  # the API asyncio.wait_for users expect
+        *,
+        fleet: bool = False,
+    ) -> E:
+        """Wait for the next ``event_type`` event (that ``predicate`` accepts), and return it.
+
+        Subscribes until the event comes: only events published after the call
+        count. A local handler by default; ``fleet=True`` waits in the fleet's
+        order (module ``_fleet``).
+
+        Example:
+            done = await bus.wait_for(PortfolioNetWorthRecalculated,
+                                      lambda e: e.user_id == user, timeout=5)
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        return await _waiting.wait_for(self, event_type, predicate, timeout, fleet)
+
+    def stream(
+        self,
+        event_type: type[E],
+        *,
+        maxsize: int = 1024,
+        overflow: _waiting.Overflow = "error",
+        fleet: bool = False,
+    ) -> _waiting.EventStream[E]:
+        """Iterate over ``event_type`` events as they are published, from asyncio code.
+
+        Subscribes at once, into a buffer of ``maxsize`` events that never
+        blocks a publisher. When it is full, ``overflow="error"`` (the default)
+        ends the iteration with `StreamOverflowError` after the buffered events,
+        so a consumer that falls behind learns it lost events;
+        ``"drop_oldest"`` keeps the newest and counts the dropped. Use it as an
+        async context manager, so it unsubscribes however the loop ends:
+
+            async with bus.stream(AccountBalanceUpdated) as balances:
+                async for event in balances:
+                    ...
+
+        Raises:
+            ValueError: ``maxsize`` below 1, or an unknown ``overflow``.
+            RuntimeError: No running event loop.
+        """
+        return _waiting.EventStream(self, event_type, maxsize, overflow, fleet)
 
     # ------------------------------------------------------------------ context
 

@@ -11,6 +11,7 @@ derive from `ValueError`, and errors about bad *usage* from `TypeError` or
     ├── AsyncHandlerError        (TypeError)    publish_sync() met an async handler
     ├── EventCycleError          (RuntimeError) re-entrant publishing went too deep
     ├── BusNotRunningError       (RuntimeError) publish_threadsafe() with no loop
+    ├── StreamOverflowError      (RuntimeError) bus.stream() fell too far behind
     └── PluginError
         ├── PluginLoadError                     an entry point failed to import
         ├── PluginNotFoundError  (LookupError)  get_plugin(SomeClass): none registered
@@ -33,6 +34,7 @@ __all__ = [
     "PluginLoadError",
     "PluginNotFoundError",
     "PluginRegistrationError",
+    "StreamOverflowError",
 ]
 
 
@@ -81,6 +83,14 @@ class EventCycleError(EventBusError, RuntimeError):
 
 class BusNotRunningError(EventBusError, RuntimeError):
     """The bus has no running event loop to hand a thread's event to."""
+
+
+class StreamOverflowError(EventBusError, RuntimeError):
+    """An `eventbus.EventBus.stream` buffer filled up under ``overflow="error"``.
+
+    Raised by the iteration once the buffered events are consumed: the events
+    after them were lost, and the stream is closed.
+    """
 
 
 class PluginError(EventBusError):

@@ -18,8 +18,8 @@ Installed with eventbus, a pytest plugin (entry point ``pytest11``) provides:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from eventbus._bus import EventBus
 from eventbus._priority import Priority
@@ -27,24 +27,48 @@ from eventbus.events import DomainEvent
 
 __all__ = ["CAPTURE_PRIORITY", "capture_events"]
 
+E = TypeVar("E", bound=DomainEvent)
+
 #: Capturing runs before every ordinary handler, so an outer event is recorded
 #: before the events its handlers publish (depth-first dispatch order).
 CAPTURE_PRIORITY = Priority.FIRST
 
 
-@contextmanager
-def capture_events(bus: EventBus, *types: type[DomainEvent]) -> Iterator[list[DomainEvent]]:
+@overload
+def capture_events(bus: EventBus) -> AbstractContextManager[list[DomainEvent]]: ...
+
+
+@overload
+def capture_events(bus: EventBus, event_type: type[E], /) -> AbstractContextManager[list[E]]: ...
+
+
+@overload
+def capture_events(
+    bus: EventBus, *types: type[DomainEvent]
+) -> AbstractContextManager[list[DomainEvent]]: ...
+
+
+def capture_events(bus: EventBus, *types: type[DomainEvent]) -> AbstractContextManager[list[Any]]:
     """Record events published on ``bus`` while the block runs.
+
+    Typed: ``capture_events(bus, AccountBalanceUpdated)`` yields a
+    ``list[AccountBalanceUpdated]``; with no type or several, a
+    ``list[DomainEvent]``.
 
     Args:
         bus: The bus to watch.
         *types: Only record instances of these types (default: every `DomainEvent`).
 
     Yields:
-        The list events are appended to, in dispatch order.
+        The list events are appended to, in dispatch order (a local handler at
+        `Priority.FIRST`: with a sequencer, it sees what local handlers see).
     """
-    captured: list[DomainEvent] = []
-    wanted = types or (DomainEvent,)
+    return _capture(bus, types or (DomainEvent,))
+
+
+@contextmanager
+def _capture(bus: EventBus, wanted: tuple[type[DomainEvent], ...]) -> Iterator[list[Any]]:
+    captured: list[Any] = []
 
     def record(event: DomainEvent) -> None:
         if isinstance(event, wanted):

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_docs import ROOT, code_blocks, plugin_sections, run_command
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "eventbus-example-plugin"
 
 # Loads every discovered plugin except the other first-party ones (this test is
@@ -34,6 +36,7 @@ _PROBE = textwrap.dedent(
     from eventbus import EventBus
     from eventbus.portfolio import AccountBalanceUpdated
     from eventbus.testing import capture_events
+    from eventbus_example import LargeWithdrawalPlugin
 
     bus = EventBus(raise_errors=True)
     for ep in entry_points(group="eventbus"):
@@ -50,7 +53,7 @@ _PROBE = textwrap.dedent(
         "loaded": loaded,
         "plugins": [dataclasses.asdict(p) for p in bus.plugins()],
         "published": [type(e).__name__ for e in events],
-        "plugin_class": type(bus.get_plugin("example")).__qualname__,
+        "plugin_class": type(bus.get_plugin(LargeWithdrawalPlugin)).__qualname__,
     }))
     """
 )
@@ -129,6 +132,16 @@ class TestExamplePlugin:
         by_name = {p["name"]: p for p in json.loads(result.stdout)}
         assert by_name["example"]["distribution"] == "eventbus-example-plugin"
         assert by_name["example"]["version"] == "1.0.0"
+
+    def test_the_guides_eventbus_plugins_session_is_real(self, site: Path) -> None:
+        """writing-a-plugin.md shows the ``example`` lines that ``eventbus plugins`` prints."""
+        page = ROOT / "docs" / "writing-a-plugin.md"
+        (block,) = [
+            b for b in code_blocks(page) if b.lang == "text" and b.code.startswith("example ")
+        ]
+        shown = block.code.removesuffix("...\n")
+        real = plugin_sections(run_command("eventbus plugins", extra_path=str(site)))
+        assert shown == real["example"]
 
     def test_its_own_test_suite_passes(self, site: Path, tmp_path: Path) -> None:
         """The package's tests, which use the ``event_bus``/``captured_events`` fixtures, pass."""

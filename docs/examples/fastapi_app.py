@@ -46,7 +46,7 @@ def create_app(bus: EventBus | None = None, *, secret: bytes | None = None) -> F
         secret = os.environ["TOKEN_SECRET"].encode()
     if bus is None:
         bus = EventBus()
-        bus.load_entry_points()  # logging, networth, sse, redis (inert unless configured)
+        bus.load_entry_points()  # every installed plugin; redis stays inert unless configured
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

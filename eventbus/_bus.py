@@ -18,9 +18,9 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Final, TypeVar, final
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar, final
 
 from eventbus import _plans, _waiting
 from eventbus._context import DispatchContext
@@ -35,7 +35,8 @@ from eventbus.exceptions import BusNotRunningError
 __all__ = ["EventBus"]
 
 E = TypeVar("E", bound=DomainEvent)
-R = TypeVar("R", bound="Awaitable[None] | None")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 #: What the careful sync path is handed for a publish it routes by context alone.
@@ -211,10 +212,18 @@ class EventBus(PluginMethods):
         concurrent: bool = False,
         fleet: bool = False,
         timeout: float | None = None,
-    ) -> Callable[[Callable[[E], R]], Callable[[E], R]]:
-        """Decorator form of `subscribe`; returns the function unchanged."""
+    ) -> Callable[[Callable[Concatenate[E, P], R]], Callable[Concatenate[E, P], R]]:
+        """Decorator form of `subscribe`; returns the function unchanged.
 
-        def decorate(handler: Callable[[E], R]) -> Callable[[E], R]:
+        Typed to keep what type checkers know of the function: its return type
+        (any value is accepted and ignored) and any further keyword parameters.
+        Its first parameter must accept ``event_type``'s events, or the
+        decoration is rejected; the price is that type checkers forget that
+        parameter's *name* (standard typing has no signature that keeps it and
+        still checks its type).
+        """
+
+        def decorate(handler: Callable[Concatenate[E, P], R]) -> Callable[Concatenate[E, P], R]:
             self.subscribe(
                 event_type,
                 handler,

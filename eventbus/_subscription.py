@@ -7,7 +7,7 @@ import inspect
 import itertools
 import math
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 if TYPE_CHECKING:
@@ -21,9 +21,10 @@ __all__ = ["Handler", "Subscription", "handler_name"]
 
 E = TypeVar("E", bound="DomainEvent")
 
-#: A handler: a callable taking the event, returning ``None`` or an awaitable.
+#: A handler: a callable taking the event. What it returns is ignored (an async
+#: handler's coroutine is awaited).
 #: Whether it is async is decided once, when it is subscribed.
-Handler = Callable[[E], Awaitable[None] | None]
+Handler = Callable[[E], object]
 
 
 def handler_name(handler: object) -> str:

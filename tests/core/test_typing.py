@@ -47,6 +47,15 @@ SNIPPET = textwrap.dedent(
     @bus.on(AccountBalanceUpdated)  # BAD: decorator on a mismatched handler
     def decorated_bad(e: int) -> None: ...
 
+
+    @bus.on(AccountBalanceUpdated)
+    def returns_a_value(e: AccountBalanceUpdated, *, retries: int = 3) -> int:
+        return retries
+
+
+    def calls_it(e: AccountBalanceUpdated) -> int:
+        return returns_a_value(e, retries=5)
+
     """
 )
 
@@ -92,7 +101,7 @@ class TestHandlerTyping:
         assert by_reason["int"] == (
             'Argument 2 to "subscribe" of "EventBus" has incompatible type '
             '"Callable[[int], None]"; expected '
-            '"Callable[[AccountBalanceUpdated], Awaitable[None] | None]"  [arg-type]'
+            '"Callable[[AccountBalanceUpdated], object]"  [arg-type]'
         )
         assert '"Callable[[AccountHoldingsUpdated], None]"' in by_reason["sibling event"]
         assert 'expected "Callable[[DomainEvent], ' in by_reason["too narrow for every event"]
@@ -104,9 +113,16 @@ class TestHandlerTyping:
         # Drop the function a BAD decorator line was decorating.
         kept = [line for line in kept if "decorated_bad" not in line]
         kept.append("reveal_type(bus.subscribe(AccountBalanceUpdated, takes_base))")
+        kept.append("reveal_type(returns_a_value)")
         stdout, status = _run_mypy(tmp_path, "\n".join(kept) + "\n")
         assert status == 0, stdout
         assert (
             'Revealed type is "eventbus._subscription.Subscription'
             '[eventbus.portfolio.AccountBalanceUpdated]"' in stdout
         )
+        # bus.on keeps the return type and the keyword parameter (the first
+        # parameter's name is what standard typing cannot keep).
+        assert (
+            'Revealed type is "def (eventbus.portfolio.AccountBalanceUpdated, *, '
+            'retries: int =) -> int"' in stdout
+        ), stdout

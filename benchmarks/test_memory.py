@@ -138,7 +138,7 @@ class TestSSEClients:
             return user
 
         bus = EventBus()
-        plugin = sse.SSEPlugin()
+        plugin = sse.SSEPlugin(sse.Broadcaster(max_clients_per_user=None))
         bus.register_plugin(plugin, name="sse")
         async with bus:
             broadcaster = plugin.broadcaster

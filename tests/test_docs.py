@@ -323,6 +323,17 @@ PENDING: dict[str, str] = {
 }
 
 _MODULES, _SKIPPED = snippet_modules()
+
+#: Pages whose blocks need no server or network, so each module is also run.
+RUNNABLE_PAGES = frozenset(
+    {
+        "README.md",
+        "docs/getting-started.md",
+        "docs/plugins/logging.md",
+        "docs/portfolio-events.md",
+        "docs/writing-a-plugin.md",
+    }
+)
 _PAGES = sorted({module.page for module in _MODULES})
 
 
@@ -471,6 +482,23 @@ class TestCodeInTheDocs:
     def test_pyright(self, page: str, pyright_errors: dict[str, list[str]]) -> None:
         """pyright reports no error for the page's blocks."""
         _expect_clean(page, pyright_errors)
+
+    @pytest.mark.parametrize(
+        "module", [m for m in _MODULES if m.page in RUNNABLE_PAGES], ids=lambda m: m.name
+    )
+    def test_runs(self, module: Module, tmp_path: Path) -> None:
+        """The guides' blocks also run as they are (in a fresh interpreter)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")}
+        env["PYTHONPATH"] = str(EXAMPLE_SRC)  # writing-a-plugin.md's package, as if installed
+        result = subprocess.run(
+            [sys.executable, "-c", "\n".join(module.text)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"{module.origin[0]}:\n{result.stderr}"
 
     def test_the_example_plugin_is_strictly_typed(self, tmp_path: Path) -> None:
         """The files writing-a-plugin.md shows (package and tests) pass ``mypy --strict``."""

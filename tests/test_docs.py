@@ -583,8 +583,12 @@ def run_command(command: str, extra_path: str | None = None) -> str:
     """Run an ``eventbus ...`` command line as a user would, 80 columns wide."""
     argv = command.split()
     assert argv[0] == "eventbus"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTBUS_")}
-    env["COLUMNS"] = "80"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("EVENTBUS_") and k not in ("FORCE_COLOR", "PYTHON_COLORS")
+    }
+    env |= {"COLUMNS": "80", "NO_COLOR": "1"}  # argparse wraps to COLUMNS; 3.14 colours help
     if extra_path:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [extra_path, env.get("PYTHONPATH")]))
     result = subprocess.run(

@@ -143,12 +143,12 @@ class Subscription(Generic[E]):
         self._active = True
         self._seq = next(self._seq_counter)
         self.event_type: type[E] = event_type
-        self.priority = priority
-        self.once = once
-        self.is_async = _is_async(handler)
+        self.priority: int = priority
+        self.once: bool = once
+        self.is_async: bool = _is_async(handler)
         if concurrent and not self.is_async:
             raise TypeError(f"concurrent=True needs an async handler, got {handler_name(handler)}")
-        self.concurrent = concurrent
+        self.concurrent: bool = concurrent
         timeout = check_timeout(timeout)
         if timeout is not None and not self.is_async:
             raise TypeError(
@@ -157,9 +157,9 @@ class Subscription(Generic[E]):
             )
         if timeout is None and self.is_async:
             timeout = default_timeout
-        self.timeout = None if timeout is None or math.isinf(timeout) else timeout
-        self.fleet = fleet
-        self.plugin = plugin
+        self.timeout: float | None = None if timeout is None or math.isinf(timeout) else timeout
+        self.fleet: bool = fleet
+        self.plugin: str | None = plugin
         self._handler_ref: Callable[[], Handler[E] | None]
         self._call: Callable[[Any], Any]
         is_async = self.is_async

@@ -115,7 +115,7 @@ class EventStream(Generic[E]):
         self._overflowed = False
         self._closed = False
         self._waiter: asyncio.Future[None] | None = None
-        self.dropped = 0
+        self.dropped: int = 0
         # Weak: a stream dropped without close() unsubscribes when collected.
         self._subscription: Subscription[E] = bus.subscribe(
             event_type, self._handle, weak=True, fleet=fleet

@@ -40,7 +40,7 @@ class SSEPlugin:
     __slots__ = ("_subscription", "broadcaster")
 
     def __init__(self, broadcaster: Broadcaster | None = None) -> None:
-        self.broadcaster = broadcaster if broadcaster is not None else Broadcaster()
+        self.broadcaster: Broadcaster = broadcaster if broadcaster is not None else Broadcaster()
         self._subscription: Subscription[DomainEvent] | None = None
 
     def __repr__(self) -> str:

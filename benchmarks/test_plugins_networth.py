@@ -1,25 +1,33 @@
-"""The net-worth plugin's cost per balance update does not grow with the account count.
+"""The net-worth plugin: cost per balance update, and memory per user.
 
-A user with 10 accounts and a user with 10,000 accounts (seeded, no events)
-each get the same stream of updates to one account. Every update changes net
-worth, so each publish also builds and publishes the derived
+Cost: a user with 10 accounts and a user with 10,000 accounts (seeded, no
+events) each get the same stream of updates to one account. Every update
+changes net worth, so each publish also builds and publishes the derived
 `PortfolioNetWorthRecalculated` (no subscribers). Each round makes `CALLS`
 ``publish_sync`` calls; the target is ``time(10,000) / time(10) <= 1.3``.
+
+Memory (tracemalloc, not a timing: it runs under ``--benchmark-disable`` too):
+what the aggregator keeps per user, per further account and per remembered
+event id (the replay window, ``recent_ids``), and what a snapshot holds of
+each, as notes for docs/plugins/networth.md, with generous bounds as
+regression guards.
 """
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
 from benchmarks.ratios import RatioBook
 from eventbus import EventBus
 from eventbus.portfolio import AccountBalanceUpdated
-from eventbus_networth import NetWorthPlugin
+from eventbus_networth import NetWorthAggregator, NetWorthPlugin
 
 CALLS: Final = 1000
 #: Distinct events per stream; more than the plugin's replay window (1024), so
@@ -83,3 +91,71 @@ class TestTargets:
     def test_constant_per_update(self, ratios: RatioBook) -> None:
         """Cost per update at 10,000 accounts is at most 1.3x the cost at 10."""
         ratios.check("networth 10000 accounts", "networth 10 accounts", at_most=1.3)
+
+
+#: Users per memory measurement, and the updates of each in the full-window case.
+USERS: Final = 2_000
+FULL_USERS: Final = 10
+FULL_UPDATES: Final = 2_048  # twice the default window: its steady state
+WINDOW: Final = 1024
+
+
+def _kept(users: int, accounts: int, updates: int) -> tuple[float, float]:
+    """Bytes per user kept by an aggregator, and its snapshot's bytes per user.
+
+    Each user gets ``accounts`` accounts (one update each), then ``updates``
+    more updates of the first. Events are made and dropped inside the traced
+    region, as in service: what stays is the state (the window keeps event ids).
+    """
+    agg = NetWorthAggregator("USD")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for _ in range(users):
+            user, ids = uuid4(), [uuid4() for _ in range(accounts)]
+            for account in ids:
+                agg.apply(_change(user, account, 0, 1))
+            for k in range(updates):
+                agg.apply(_change(user, ids[0], k + 1, k + 2))
+        gc.collect()
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return kept / users, len(agg.snapshot()) / users
+
+
+def _change(user: UUID, account: UUID, previous: int, new: int) -> AccountBalanceUpdated:
+    return AccountBalanceUpdated.from_change(
+        user_id=user,
+        account_id=account,
+        previous_balance=Decimal(previous),
+        new_balance=Decimal(new),
+        currency="USD",
+    )
+
+
+class TestMemoryPerUser:
+    """What the aggregator keeps, in memory and in a snapshot."""
+
+    def test_per_user_account_and_remembered_id(self, ratios: RatioBook) -> None:
+        """Notes: bytes per user (1 account), per further account, per remembered id."""
+        one, one_snap = _kept(USERS, 1, 0)
+        ten, ten_snap = _kept(USERS, 10, 0)
+        full, full_snap = _kept(FULL_USERS, 1, FULL_UPDATES)
+        per_account, per_account_snap = (ten - one) / 9, (ten_snap - one_snap) / 9
+        # 10 updates (10 ids) are in `ten`'s window too: the account figure
+        # includes one remembered id; take it out.
+        per_id, per_id_snap = (full - one) / (WINDOW - 1), (full_snap - one_snap) / (WINDOW - 1)
+        per_account, per_account_snap = per_account - per_id, per_account_snap - per_id_snap
+        ratios.notes.append(
+            f"networth memory: {one:,.0f} bytes/user with 1 account and 1 applied update "
+            f"(snapshot {one_snap:,.0f}); +{per_account:,.0f} per further account "
+            f"(snapshot +{per_account_snap:,.0f}); +{per_id:,.0f} per remembered event id "
+            f"(snapshot +{per_id_snap:,.0f}); a full window of {WINDOW} ids: "
+            f"{full:,.0f} bytes/user (snapshot {full_snap:,.0f})"
+        )
+        # Regression guards, about twice what was measured.
+        assert one < 3_000
+        assert per_account < 600
+        assert per_id < 500
+        assert full_snap < 50_000

@@ -165,8 +165,7 @@ class Reader:
         if self._projections:
             snapshot = await self._snapshots.at_or_before(start)
             if snapshot is not None:
-                table = restore(snapshot, self._projections)
-                self._sequences.reset(table or {}, complete=table is not None)
+                self._sequences.reset(*restore(snapshot, self._projections))
                 first = snapshot.position
                 _log.info(
                     "Redis bridge restored the snapshot at %s; replaying from there",
@@ -370,7 +369,10 @@ class Reader:
             # so no delivery runs and the state is exact at position, while
             # the loop goes on (SSE heartbeats, requests). Projections change
             # only in deliveries (fleet handlers).
-            fields = await asyncio.to_thread(capture, self._projections, self._sequences.table())
+            sequences = self._sequences
+            fields = await asyncio.to_thread(
+                capture, self._projections, sequences.table(), sequences.complete
+            )
         except Exception:
             _log.exception("Redis bridge could not snapshot the projections")
             return

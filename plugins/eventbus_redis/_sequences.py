@@ -14,11 +14,12 @@ A reader remembers the last number it processed per origin, so
 
 An origin never seen before is a worker that started, or one whose entries
 lie before where this reader started reading. Only a reader that knows every
-origin from where it started (it read the stream from its beginning, or it
-restored a snapshot's complete table, the ``@origins`` field) can tell: its
-new origins must start at 1, and a higher first number is a gap too. A reader
-that starts at its worker's start position (no projections) cannot, and
-counts an origin's gaps from the first entry of it that it sees.
+origin from where it started can tell: it read the stream from its
+beginning, or it restored a snapshot whose table (``@origins``) its writer
+knew to be complete (``@complete``). Its new origins must start at 1, and a
+higher first number is a gap too. A reader that starts at its worker's start
+position (no projections) cannot, and counts an origin's gaps from the first
+entry of it that it sees.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Sequences:
         self._last: dict[bytes, int] = {}
         self.complete = False
 
-    def reset(self, table: Mapping[bytes, int], *, complete: bool) -> None:
+    def reset(self, table: Mapping[bytes, int], complete: bool) -> None:
         """Start from ``table`` (origin -> last number processed), e.g. a snapshot's."""
         self._last = dict(table)
         self.complete = complete and len(self._last) < MAX_ORIGINS

@@ -4,9 +4,11 @@ A snapshot is one entry of a second stream. Its id is the *position* it was
 taken at, the id of the last events-stream entry the worker had processed, so
 the state it holds is exact there: restore it, then deliver the entries after
 that id. Its fields are one per projection (``bus.projections()``), named by
-the projection's ``name``, plus ``@origins``: the readers' de-duplication
-table (`eventbus_redis._reader`), so an entry that a retried append repeated
-after the position is still recognised.
+the projection's ``name``, plus ``@origins``: the readers' sequence table
+(`eventbus_redis._sequences`), so an entry that a retried append repeated
+after the position is still recognised and one missing after it is found;
+and ``@complete``: ``1`` if that table holds every origin since the stream's
+beginning (then an origin not in it must start at 1), ``0`` if not.
 
 Every worker may write one; ``XADD`` with an explicit id refuses an id at or
 below the stream's newest, which settles concurrent writers for free (the
@@ -30,12 +32,22 @@ from eventbus_redis._logtext import failure
 from eventbus_redis._settings import RedisBridgeSettings
 from eventbus_redis._stream import as_bytes
 
-__all__ = ["ORIGINS_FIELD", "Snapshot", "SnapshotStore", "capture", "check_names", "restore"]
+__all__ = [
+    "COMPLETE_FIELD",
+    "ORIGINS_FIELD",
+    "Snapshot",
+    "SnapshotStore",
+    "capture",
+    "check_names",
+    "restore",
+]
 
 _log = logging.getLogger("eventbus.redis")
 
 #: The field holding the de-duplication table; projection names must not start with "@".
 ORIGINS_FIELD: Final = b"@origins"
+#: Whether that table knows every origin (b"1") or not (b"0"); absent: it does.
+COMPLETE_FIELD: Final = b"@complete"
 
 # The newest snapshot's id without sending its (large) fields to the client.
 _NEWEST_LUA: Final = """
@@ -122,23 +134,29 @@ class SnapshotStore:
         return True
 
 
-def capture(projections: Sequence[Projection], origins: Mapping[bytes, int]) -> dict[bytes, bytes]:
-    """The fields of a snapshot of ``projections`` and the de-duplication table.
+def capture(
+    projections: Sequence[Projection], origins: Mapping[bytes, int], complete: bool
+) -> dict[bytes, bytes]:
+    """The fields of a snapshot of ``projections`` and the sequence table.
 
     Raises:
         Exception: Whatever a projection's ``snapshot()`` raises.
     """
     fields = {p.name.encode(): p.snapshot() for p in projections}
     fields[ORIGINS_FIELD] = orjson.dumps({k.decode(): v for k, v in origins.items()})
+    fields[COMPLETE_FIELD] = b"1" if complete else b"0"
     return fields
 
 
-def restore(snapshot: Snapshot, projections: Sequence[Projection]) -> dict[bytes, int] | None:
-    """Restore every projection named in ``snapshot``; return its de-duplication table.
+def restore(snapshot: Snapshot, projections: Sequence[Projection]) -> tuple[dict[bytes, int], bool]:
+    """Restore every projection named in ``snapshot``; return its sequence table.
 
     A projection missing from the snapshot, or whose ``restore`` fails, keeps
     its state; that is logged as an error, since its state is then incomplete.
-    The table is ``None`` when the snapshot has none, or a malformed one.
+
+    Returns:
+        The table (origin -> last sequence number), and whether it knows every
+        origin: not if the snapshot says so, or has no table, or a malformed one.
     """
     where = snapshot.position.decode()
     for projection in projections:
@@ -163,13 +181,14 @@ def restore(snapshot: Snapshot, projections: Sequence[Projection]) -> dict[bytes
     raw = snapshot.fields.get(ORIGINS_FIELD)
     if raw is None:
         _log.warning("Redis snapshot at %s has no %s field", where, ORIGINS_FIELD)
-        return None
+        return {}, False
     try:
         table: Any = orjson.loads(raw)
-        return {str(k).encode(): int(v) for k, v in table.items()}
+        origins = {str(k).encode(): int(v) for k, v in table.items()}
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
         _log.warning("Redis snapshot at %s has a malformed %s field", where, ORIGINS_FIELD)
-        return None
+        return {}, False
+    return origins, snapshot.fields.get(COMPLETE_FIELD) != b"0"
 
 
 def check_names(projections: Sequence[Projection]) -> None:

@@ -14,12 +14,21 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+import orjson
 import pytest
 
 from eventbus import DomainEvent, EventBus, codec
 from eventbus.events import OrderGap
 from tests.plugins.redis.conftest import MakeWorker, RedisServer
-from tests.plugins.redis.helpers import STREAM, History, Worker, holdings, numbered, publish_all
+from tests.plugins.redis.helpers import (
+    SNAPSHOTS,
+    STREAM,
+    History,
+    Worker,
+    holdings,
+    numbered,
+    publish_all,
+)
 from tests.support import wait_until_async
 
 
@@ -196,6 +205,33 @@ class TestWhatIsNotAGap:
         assert (gap.origin, gap.missing) == ("w", 2)
         assert b.fleet_events[-1] == events[-1]
         assert b.stats()["trimmed"] == 2
+
+    async def test_a_table_that_misses_origins_says_so_in_the_snapshots_after_it(
+        self, workers: MakeWorker, redis_server: RedisServer
+    ) -> None:
+        """A snapshot without ``@origins`` leaves A unsure; A's snapshot says ``@complete`` 0.
+
+        Origin ``x`` wrote before that snapshot and again after A's: B, which
+        restores A's snapshot, must not take ``x:3`` for a gap of two.
+        """
+        x1, x2, x3 = numbered(3)
+        write(redis_server, ("*", "x:1", x1), ("*", "x:2", x2))
+        with redis_server.client() as client:
+            (*_, (position, _)) = client.xrange(STREAM)
+            ids = orjson.dumps([str(x1.event_id), str(x2.event_id)])
+            client.xadd(SNAPSHOTS, {"history": ids}, id=position)  # no @origins
+        a = await workers(history=History(), snapshot_every=2)
+        await publish_all(a, numbered(2, 3))
+        await a.delivered(2)
+        await wait_until_async(lambda: a.stats()["snapshots"] == 1, what="A's snapshot")
+        with redis_server.client() as client:
+            (*_, (_, fields)) = client.xrange(SNAPSHOTS)
+        assert fields[b"@complete"] == b"0"
+        assert orjson.loads(fields[b"@origins"]) == {a.plugin.origin: 2}
+        write(redis_server, ("*", "x:3", x3))
+        b = await workers(history=History())
+        assert b.fleet_events == [x3]
+        assert b.stats()["trimmed"] == a.stats()["trimmed"] == 0
 
     async def test_repeats_stay_repeats(
         self, workers: MakeWorker, redis_server: RedisServer

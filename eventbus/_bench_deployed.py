@@ -143,7 +143,7 @@ class Deployed:
         for handler in noop_handlers(count, is_async=is_async):
             bus.subscribe(AccountBalanceUpdated, handler)
         if is_async:
-            plan = bus._compile_async(AccountBalanceUpdated)
+            plan = bus._registry.compile_async(AccountBalanceUpdated)
             steps = tuple(plan)
             table: dict[type, Any] = {AccountBalanceUpdated: steps}
 
@@ -158,7 +158,7 @@ class Deployed:
                 EVENTBUS: Call(bus.publish, (event,), is_async=True),
                 AWAIT_LOOP: Call(await_loop, (event,), is_async=True),
             }
-        callables = list(bus._compile_sync(AccountBalanceUpdated))
+        callables = list(bus._registry.compile_sync(AccountBalanceUpdated))
         flat: dict[type, tuple[Callable[[Any], Any], ...]] = {
             AccountBalanceUpdated: tuple(callables)
         }

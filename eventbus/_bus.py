@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar, final
@@ -26,8 +25,9 @@ from eventbus import _plans, _waiting
 from eventbus._context import DispatchContext
 from eventbus._dispatch import Dispatcher
 from eventbus._fleet import Place, Projection, Projections, Sequencer
-from eventbus._observed import DispatchObserver, observed, watch
+from eventbus._observed import DispatchObserver, watch
 from eventbus._plugins import PluginHost, PluginMethods, acting_plugin
+from eventbus._registry import Caches, Registry
 from eventbus._subscription import Handler, Subscription, check_timeout
 from eventbus.events import DomainEvent
 from eventbus.exceptions import BusNotRunningError
@@ -42,28 +42,6 @@ R = TypeVar("R")
 #: What the careful sync path is handed for a publish it routes by context alone.
 _NO_PLAN: Final = _plans.SyncPlan()
 _NO_PLAN.owners = {}
-
-
-@final
-class _Caches:
-    """The compiled plans of one generation of subscriptions; replaced on every change.
-
-    Attributes:
-        subs: The subscriptions they are compiled from, taken on first need.
-        sync: ``publish_sync`` plans.
-        fast: ``publish`` plans without concurrent handlers (its fast path).
-        slow: ``publish`` plans with concurrent handlers.
-        fleet: `deliver` plans, by (type, with local handlers).
-    """
-
-    __slots__ = ("fast", "fleet", "slow", "subs", "sync")
-
-    def __init__(self) -> None:
-        self.subs: tuple[Subscription[Any], ...] | None = None
-        self.sync: dict[type, _plans.SyncPlan] = {}
-        self.fast: dict[type, _plans.AsyncPlan] = {}
-        self.slow: dict[type, _plans.AsyncPlan] = {}
-        self.fleet: dict[tuple[type, bool], _plans.FleetPlan] = {}
 
 
 @final
@@ -85,17 +63,13 @@ class EventBus(PluginMethods):
     __slots__ = (
         "__weakref__",
         "_async_plans",
-        "_caches",
         "_context",
-        "_dead",
         "_default_timeout",
         "_dispatch",
-        "_lock",
         "_loop",
         "_plugins",
         "_projections",
-        "_sequencer",
-        "_subs",
+        "_registry",
         "_sync_plans",
         "_tls",
         "_var",
@@ -115,15 +89,9 @@ class EventBus(PluginMethods):
         # The hot paths read these two directly: one attribute load each.
         self._tls: Final = self._context.tls
         self._var: Final = self._context.var
-        self._lock = threading.Lock()
-        self._sequencer: Sequencer | None = None
-        # Subscriptions by sequence number, in subscription order; changed under
-        # the lock in O(1). Plans are immutable snapshots, so this need not be.
-        self._subs: dict[int, Subscription[Any]] = {}
-        self._dead: list[Subscription[Any]] = []
-        self._caches = _Caches()
-        self._sync_plans = self._caches.sync
-        self._async_plans = self._caches.fast
+        self._sync_plans: dict[type, _plans.SyncPlan] = {}
+        self._async_plans: dict[type, _plans.AsyncPlan] = {}
+        self._registry: Final = Registry(self._install)
         self._dispatch: Final = Dispatcher(self)
         self._projections: Final = Projections()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -195,9 +163,7 @@ class EventBus(PluginMethods):
             timeout=timeout,
             default_timeout=self._default_timeout,
         )
-        with self._lock:
-            self._subs[sub._seq] = sub
-            self._changed()
+        self._registry.add(sub)
         if plugin is not None:
             self._plugins.record(plugin, sub)
         return sub
@@ -240,82 +206,15 @@ class EventBus(PluginMethods):
 
     def subscriptions(self) -> tuple[Subscription[Any], ...]:
         """All active subscriptions, in subscription order."""
-        with self._lock:
-            return tuple(s for s in self._subs.values() if s._active)
+        return self._registry.active()
 
     def _unsubscribe(self, sub: Subscription[Any], *, blocking: bool = True) -> bool:
-        if not self._lock.acquire(blocking):
-            # Only from a weakref callback, whose GC may have interrupted this very
-            # thread inside the lock. Mark it (plans skip it); the next change
-            # takes it out of the registry.
-            was_active, sub._active = sub._active, False
-            if was_active:
-                self._dead.append(sub)
-            return was_active
-        try:
-            if not sub._active:
-                return False
-            sub._active = False
-            del self._subs[sub._seq]
-            self._changed()
-        finally:
-            self._lock.release()
-        return True
+        return self._registry.remove(sub, blocking=blocking)
 
-    def _changed(self) -> None:
-        # Caller holds self._lock. Fresh caches: in-flight publishes keep the
-        # plan they already hold (snapshot semantics), new ones recompile.
-        while self._dead:
-            self._subs.pop(self._dead.pop()._seq, None)
-        caches = self._caches = _Caches()
+    def _install(self, caches: Caches) -> None:
+        # A new generation of plans (module _registry): the hot paths read these.
         self._sync_plans = caches.sync
         self._async_plans = caches.fast
-
-    def _forget_plans(self) -> None:
-        """Drop every cached plan (module ``_observed``)."""
-        with self._lock:
-            self._changed()
-
-    def _subscribed(self, caches: _Caches) -> tuple[Subscription[Any], ...]:
-        """The subscriptions to compile ``caches``' plans from, taken once per generation."""
-        subs = caches.subs
-        if subs is None:
-            with self._lock:
-                # If subscriptions changed meanwhile, this is newer than ``caches``:
-                # still right to compile from, and ``caches`` is discarded anyway.
-                subs = tuple(s for s in self._subs.values() if s._active)
-                if caches is self._caches:
-                    caches.subs = subs
-        return subs
-
-    def _compile_sync(self, cls: type) -> _plans.SyncPlan:
-        # Not cached on AsyncHandlerError (every publish_sync of cls raises
-        # again), nor while observed (every publish takes the careful path).
-        caches = self._caches
-        plan = _plans.sync_plan(self._subscribed(caches), cls, self._sequencer)
-        if caches is self._caches and not observed():
-            caches.sync[cls] = plan
-        return plan
-
-    def _compile_async(self, cls: type) -> _plans.AsyncPlan:
-        caches = self._caches
-        plan = caches.slow.get(cls)
-        if plan is None:
-            plan = _plans.async_plan(self._subscribed(caches), cls, self._sequencer)
-            if caches is self._caches and not observed():
-                # Plans with concurrent handlers never take the fast path, so
-                # they are kept out of the dict it looks in.
-                (caches.slow if _plans.is_concurrent(plan) else caches.fast)[cls] = plan
-        return plan
-
-    def _fleet_plan(self, cls: type, with_local: bool) -> _plans.FleetPlan:
-        caches = self._caches
-        plan = caches.fleet.get((cls, with_local))
-        if plan is None:
-            plan = _plans.fleet_plan(self._subscribed(caches), cls, with_local)
-            if caches is self._caches:
-                caches.fleet[cls, with_local] = plan
-        return plan
 
     # ------------------------------------------------------------------ publishing
 
@@ -338,7 +237,7 @@ class EventBus(PluginMethods):
                 # one (which may hold async handlers: publish_sync defers those).
                 self._dispatch.publish_sync(event, _NO_PLAN)
                 return
-            plan = self._compile_sync(type(event))
+            plan = self._registry.compile_sync(type(event))
             if plan:
                 self._dispatch.publish_sync(event, plan)
             else:
@@ -422,7 +321,7 @@ class EventBus(PluginMethods):
 
     async def _publish_careful(self, event: DomainEvent, plan: _plans.AsyncPlan | None) -> None:
         if plan is None:
-            plan = self._compile_async(type(event))
+            plan = self._registry.compile_async(type(event))
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         await self._dispatch.publish(event, plan)
@@ -552,7 +451,7 @@ class EventBus(PluginMethods):
     @property
     def sequencer(self) -> Sequencer | None:
         """The attached `Sequencer`, if any (see `set_sequencer`)."""
-        return self._sequencer
+        return self._registry.sequencer
 
     def set_sequencer(self, sequencer: Sequencer | None) -> None:
         """Attach the fleet's `Sequencer` (the Redis bridge does), or detach it.
@@ -567,11 +466,7 @@ class EventBus(PluginMethods):
         """
         if sequencer is not None and not isinstance(sequencer, Sequencer):
             raise TypeError(f"a sequencer needs sequences() and append(), got {sequencer!r}")
-        with self._lock:
-            if sequencer is not None and self._sequencer not in (None, sequencer):
-                raise RuntimeError(f"a sequencer is attached already: {self._sequencer!r}")
-            self._sequencer = sequencer
-            self._changed()
+        self._registry.set_sequencer(sequencer)
 
     async def deliver(
         self,
@@ -660,4 +555,4 @@ class EventBus(PluginMethods):
         await self._plugins.startup()
 
     def __repr__(self) -> str:
-        return f"<EventBus subscriptions={len(self._subs)} plugins={len(self.plugins())}>"
+        return f"<EventBus subscriptions={len(self._registry)} plugins={len(self.plugins())}>"

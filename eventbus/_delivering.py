@@ -50,7 +50,7 @@ class FleetDispatcher:
     ) -> None:
         """See `eventbus.EventBus.deliver`."""
         # The entry's own event ran its local handlers where it was published.
-        plan = self._bus._fleet_plan(type(event), False)
+        plan = self._bus._registry.fleet_plan(type(event), False)
         if not plan and not PUBLISHED:
             return  # nothing to run here: skip the context and the delivery record
         delivery = Delivery(position, local)
@@ -87,7 +87,7 @@ class FleetDispatcher:
     async def publish(self, event: DomainEvent, parent: Node) -> None:
         # Published by a fleet handler: derived in the fleet, next position.
         delivery = self._delivery(parent)
-        plan = self._bus._fleet_plan(type(event), delivery.local)
+        plan = self._bus._registry.fleet_plan(type(event), delivery.local)
         place = self._place(delivery, plan)
         started = self._main.started(event)
         error: BaseException | None = None
@@ -115,7 +115,7 @@ class FleetDispatcher:
 
     def publish_sync(self, event: DomainEvent, parent: Node) -> None:
         delivery = self._delivery(parent)
-        plan = self._bus._fleet_plan(type(event), delivery.local)
+        plan = self._bus._registry.fleet_plan(type(event), delivery.local)
         if plan.waits:
             # Async handlers cannot run from sync code: the delivery awaits this
             # publish as soon as the step that made it returns. Whether to defer
@@ -123,7 +123,9 @@ class FleetDispatcher:
             # taken now: both are the same on every worker.
             if delivery.closed:
                 names = [
-                    owner_name(o) for _, o, mode in self._bus._fleet_plan(type(event), True) if mode
+                    owner_name(o)
+                    for _, o, mode in self._bus._registry.fleet_plan(type(event), True)
+                    if mode
                 ]
                 raise AsyncHandlerError(
                     f"publish_sync({type(event).__qualname__}) after its delivery ended "
@@ -163,7 +165,7 @@ class FleetDispatcher:
     async def drain(self, delivery: Delivery, errors: Errors) -> Errors:
         while delivery.pending:
             event, place, parent = delivery.pending.pop(0)
-            plan = self._bus._fleet_plan(type(event), delivery.local)
+            plan = self._bus._registry.fleet_plan(type(event), delivery.local)
             started = self._main.started(event)
             error: BaseException | None = None
             try:

@@ -305,7 +305,7 @@ def watch(bus: EventBus) -> None:
 
 def _forget_all() -> None:
     for bus in list(_BUSES):
-        bus._forget_plans()
+        bus._registry.forget_plans()
 
 
 def _changed(_signal: object, **_: Any) -> None:

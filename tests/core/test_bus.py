@@ -347,7 +347,7 @@ class TestWeak:
 
         def hold_lock() -> None:
             # Another thread busy subscribing: the GC callback cannot take the lock.
-            with bus._lock:
+            with bus._registry._lock:
                 held.set()
                 release.wait(10)
 

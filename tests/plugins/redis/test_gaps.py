@@ -88,7 +88,8 @@ class TestTrimmedPastASlowReader:
                 # In steps A's own reader keeps up with: only B falls behind.
                 await publish_all(a, events[start : start + 50])
                 await a.delivered(start + 50)
-            await b.delivered(1, what="B's fleet handler, stuck at the first event")
+                if not start:  # B has read A's first entries, and is stuck at the first
+                    await b.delivered(1, what="B's fleet handler, stuck at the first event")
             gate.set()
             await wait_until_async(
                 lambda: b.fleet and b.fleet[-1][1] == events[-1], what="B at the last event"

@@ -23,18 +23,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final, overload
 
 import pluggy
 
 from eventbus import hookspecs
+from eventbus._entry_points import autoload_disabled, blocked_by_env, dist_label, load, to_load
 from eventbus._subscription import Subscription, handler_name
-from eventbus.exceptions import PluginLoadError, PluginNotFoundError, PluginRegistrationError
+from eventbus.exceptions import PluginNotFoundError, PluginRegistrationError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -76,9 +76,6 @@ _log = logging.getLogger("eventbus")
 
 P = TypeVar("P")
 
-DISABLE_ENV: Final = "EVENTBUS_DISABLE_PLUGIN_AUTOLOAD"
-BLOCK_ENV: Final = "EVENTBUS_BLOCK_PLUGINS"
-
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionInfo:
@@ -117,15 +114,6 @@ class _Record:
     entry_point: EntryPoint | None
     subs: list[Subscription[Any]] = field(default_factory=list)
     observers: list[DispatchObserver] = field(default_factory=list)
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _dist_label(ep: EntryPoint) -> str:
-    dist = ep.dist
-    return f"{dist.name} {dist.version}" if dist is not None else "<unknown distribution>"
 
 
 @final
@@ -213,65 +201,25 @@ class PluginHost:
                 self.unregister(name)
 
     def blocked(self) -> frozenset[str]:
-        env = {n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()}
-        return frozenset(self._blocked | env)
+        return frozenset(self._blocked | blocked_by_env())
 
     def load_entry_points(self, group: str) -> list[str]:
-        if _env_flag(DISABLE_ENV):
-            _log.info("plugin autoload disabled by %s", DISABLE_ENV)
+        if autoload_disabled():
             return []
         # Import every plugin first (nothing registered yet), then register;
         # on any failure, unregister what this call registered.
-        plugins = [(ep, self._load(ep)) for ep in self._to_load(group)]
+        taken = {name: r.entry_point for name, r in self._records.items()}
+        plugins = [(ep, load(ep)) for ep in to_load(group, self.blocked(), taken)]
         loaded: list[str] = []
         try:
             for ep, plugin in plugins:
                 loaded.append(self.register(plugin, ep.name, ep))
-                _log.debug("loaded plugin %r from %s", ep.name, _dist_label(ep))
+                _log.debug("loaded plugin %r from %s", ep.name, dist_label(ep))
         except BaseException:
             for name in reversed(loaded):
                 self.unregister(name)
             raise
         return loaded
-
-    @staticmethod
-    def _load(ep: EntryPoint) -> object:
-        """Import ``ep`` (instantiating a class), or raise `PluginLoadError` naming it."""
-        try:
-            obj = ep.load()
-            return obj() if inspect.isclass(obj) else obj
-        except (Exception, SystemExit) as exc:
-            raise PluginLoadError(ep.name, ep.value, _dist_label(ep), exc) from exc
-
-    def _to_load(self, group: str) -> list[EntryPoint]:
-        """``group``'s entry points to load: not blocked, not registered already."""
-        blocked = self.blocked()
-        todo: dict[str, EntryPoint] = {}
-        for ep in sorted(entry_points(group=group), key=lambda ep: ep.name):
-            if ep.name in blocked:
-                _log.info("plugin %r (%s) is blocked; not loading it", ep.name, _dist_label(ep))
-                continue
-            existing = self._records.get(ep.name)
-            if existing is None and ep.name not in todo:
-                todo[ep.name] = ep
-                continue
-            # Loaded already (a second call), or the name is taken: by a plugin
-            # registered by hand (deliberate), or by another distribution's
-            # entry point (a conflict the user must see).
-            taken = todo.get(ep.name) if existing is None else existing.entry_point
-            if taken is not None and (taken.value, _dist_label(taken)) != (
-                ep.value,
-                _dist_label(ep),
-            ):
-                _log.warning(
-                    "plugin %r from %s (%s) not loaded: the name is taken by %s (%s)",
-                    ep.name,
-                    _dist_label(ep),
-                    ep.value,
-                    _dist_label(taken),
-                    taken.value,
-                )
-        return list(todo.values())
 
     def get(self, name: str) -> object | None:
         record = self._records.get(name)

@@ -112,7 +112,7 @@ class MetricsObserver(DispatchObserver):
             registry=self.registry,
         )
         #: Seconds between the last delivered entry's stream id and its delivery.
-        self.lag = 0.0
+        self.lag: float = 0.0
         self.registry.register(_PluginCollector(bus, self))
         self._names: dict[type, str] = {}
 

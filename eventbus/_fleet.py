@@ -78,7 +78,13 @@ class Projection(Protocol):
     name: str
 
     def snapshot(self) -> bytes:
-        """The whole state as bytes; called on the loop, between two deliveries."""
+        """The whole state as bytes, exact at the position of the last delivery.
+
+        Called between two deliveries, possibly in a worker thread (the Redis
+        bridge uses one so the loop keeps serving): it must not touch the
+        event loop, and must be safe while other threads read the state.
+        No delivery runs until it returns.
+        """
         ...
 
     def restore(self, data: bytes) -> None:

@@ -313,8 +313,6 @@ def snippet_modules() -> tuple[list[Module], list[tuple[Block, str]]]:
 PENDING: dict[str, str] = {
     page: "fragments without check markers (owned by another change): " + why
     for page, why in {
-        "docs/benchmarks.md": "the test_my_case example has untyped fixtures and no run()",
-        "docs/concepts.md": "fragments use bus, handler, audit; top-level await (check: async)",
         "docs/observability.md": "a fragment uses bus",
         "docs/plugins/networth.md": 'get_plugin("networth").aggregator is untyped; {...: ...}',
         "docs/redis.md": "EventBus not imported; top-level async with (check: async)",

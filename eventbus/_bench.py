@@ -295,19 +295,38 @@ class Report:
         bottom = self.ns.get((case, handlers, denominator))
         return None if top is None or bottom is None else top / bottom
 
+    def overhead(self, case: str, handlers: int, peer: str) -> float | None:
+        """How many times eventbus's dispatch overhead ``peer``'s is: time minus the hand loop's.
+
+        For the deployed shape, whose handlers do real work (an outbox append,
+        a log-level check) that every library pays alike: whole-call ratios
+        would measure those handlers, not the dispatchers.
+        """
+        floor = self.ns.get((case, handlers, HAND))
+        ours = self.ns.get((case, handlers, EVENTBUS))
+        theirs = self.ns.get((case, handlers, peer))
+        if floor is None or ours is None or theirs is None:
+            return None
+        return (theirs - floor) / max(ours - floor, 1e-9)
+
     def targets(self) -> list[dict[str, Any]]:
         """The design targets, each with its measured ratio and whether it is met."""
         rows = []
         for case, count, top, bottom, limit in _TARGETS:
-            value = self.ratio(case, count, top, bottom)
-            if value is None and case.endswith("deployed"):
+            deployed = case.endswith("deployed")
+            if deployed and top != EVENTBUS:
+                value = self.overhead(case, count, top)
+            else:
+                value = self.ratio(case, count, top, bottom)
+            if value is None and deployed:
                 continue  # only measured with --redis
             what = f"{case_label(case)}, {count} handlers"
             if top == EVENTBUS:  # eventbus / floor: at most the limit
                 name = f"{what}: at most {limit}x {bottom}"
                 met = None if value is None else value <= limit
             else:  # peer / eventbus: at least the limit
-                name = f"{what}: at least {limit}x faster than {top}"
+                faster = "less dispatch overhead than" if deployed else "faster than"
+                name = f"{what}: at least {limit}x {faster} {top}"
                 met = None if value is None else value >= limit
             rows.append({"target": name, "ratio": value, "limit": limit, "met": met})
         return rows

@@ -288,8 +288,8 @@ class EventBus(PluginMethods):
         try:
             # A sync dispatch in progress on this thread: a loop runs inside it.
             nested = bool(self._tls.stack)
-        except AttributeError:  # this thread never published synchronously
-            nested = False
+        except AttributeError:  # this thread's first publish: make its stack, once
+            nested = bool(self._context.stack())
         if plan is None or nested:
             await self._publish_careful(event, plan)
             return

@@ -3,7 +3,10 @@
 It implements the core's `eventbus.Sequencer`: the bus hands it every event of
 a sequenced type published in local context (`append`, first in that event's
 local dispatch), and it attaches itself with ``bus.set_sequencer`` while it
-runs. It composes the two halves, each one concept:
+runs. It is a `eventbus.HeaderSequencer` too: while the bus has an observer,
+events come with the observers' headers (`append_with_headers`, a W3C
+``traceparent`` for instance), which travel in the entry and come back to
+``bus.deliver(..., headers=...)`` on every worker (`eventbus_redis._headers`). It composes the two halves, each one concept:
 
 * `eventbus_redis._writer.Writer`: the bounded outbox and the task that
   appends it to the stream;
@@ -18,7 +21,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final, final
 
 from redis.asyncio import Redis
@@ -73,6 +76,7 @@ class RedisBridge:
         "_tasks",
         "_writer",
         "append",
+        "append_with_headers",
     )
 
     def __init__(
@@ -90,6 +94,13 @@ class RedisBridge:
         #: thread, never blocks, never raises. The writer's own method, bound
         #: here so the publish hot path makes one call, not two.
         self.append: Final[Callable[[DomainEvent], None]] = self._writer.append
+        #: `eventbus.HeaderSequencer.append_with_headers`: `append`, with the
+        #: observers' headers stored in the entry (the well-formed ones: at
+        #: most 8, names of ``A-Z a-z 0-9 _ . -``, printable ASCII values of
+        #: at most 512 characters). Called by the bus only while observed.
+        self.append_with_headers: Final[Callable[[DomainEvent, Mapping[str, str]], None]] = (
+            self._writer.append_with_headers
+        )
         self._reader: Reader | None = None
         self._tasks: list[asyncio.Task[None]] = []
 

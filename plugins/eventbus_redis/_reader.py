@@ -14,8 +14,9 @@ Bootstrap (once, retried with backoff until Redis answers):
 4. ``caught_up`` is set once it has processed the stream's tail as of then.
 
 Then it ``XREAD BLOCK``s from the last id it processed and hands every entry,
-its own included, to ``bus.deliver(event, id, local=origin is ours)``, one at a
-time. Per-origin sequence numbers (`eventbus_redis._sequences`) tell it which
+its own included, to ``bus.deliver(event, id, local=origin is ours,
+headers=...)``, one at a time, with the observer headers the entry carries
+(`eventbus_redis._headers`). Per-origin sequence numbers (`eventbus_redis._sequences`) tell it which
 entries repeat (a writer's retry after a lost reply): skipped; and which are
 missing (trimmed before it read them): counted as ``trimmed``, warned about
 once per streak, and delivered as an `eventbus.events.OrderGap` right before
@@ -28,9 +29,10 @@ worker thread meanwhile, so deliveries pause but the loop does not.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, final
 
 from redis.asyncio import Redis
@@ -39,19 +41,21 @@ from redis.exceptions import RedisError, ResponseError
 from eventbus import DomainEvent, EventBus, codec
 from eventbus.events import OrderGap
 from eventbus.exceptions import DecodeError
+from eventbus_redis._headers import read
 from eventbus_redis._logtext import clip, failure, preview
 from eventbus_redis._sequences import MAX_SEQ, Losses, Sequences, gap_position
 from eventbus_redis._settings import RedisBridgeSettings
 from eventbus_redis._snapshots import SnapshotStore, capture, restore
 from eventbus_redis._stream import Backoff, StreamId, as_bytes, entries, stream_id
+from eventbus_redis._writer import Kept
 
 __all__ = ["Reader"]
 
 _log = logging.getLogger("eventbus.redis")
 
 #: An entry as the reader hands it on: its event (``None``: malformed), whether
-#: it is this worker's own, and the gap it showed, if any.
-_Entry = tuple[DomainEvent | None, bool, OrderGap | None]
+#: it is this worker's own, the gap it showed, if any, and its headers, if any.
+_Entry = tuple[DomainEvent | None, bool, OrderGap | None, Mapping[str, str] | None]
 
 
 @final
@@ -63,8 +67,8 @@ class Reader:
         client: A ``redis.asyncio.Redis`` that does not decode responses.
         settings: The bridge's settings.
         origin: This worker's origin id: its own entries are delivered as local.
-        own: The writer's ``own(seq)``: the event behind an own entry, if it
-            still has it (saves decoding it).
+        own: The writer's ``own(seq)``: the event behind an own entry and its
+            headers, if it still has them (saves decoding it).
         stats: The bridge's counters; the reader keeps ``received``, ``own``,
             ``duplicates``, ``malformed``, ``trimmed``, ``reconnects`` and
             ``snapshots``.
@@ -97,7 +101,7 @@ class Reader:
         client: Redis,
         settings: RedisBridgeSettings,
         origin: bytes,
-        own: Callable[[int], DomainEvent | None],
+        own: Callable[[int], Kept | None],
         stats: dict[str, int],
     ) -> None:
         self._bus = bus
@@ -252,14 +256,14 @@ class Reader:
             try:
                 decoded = self._decode(entry_id, fields)
                 if decoded is not None:
-                    event, local, gap = decoded
+                    event, local, gap, headers = decoded
                     if gap is not None:
                         gaps += 1
                         await self._deliver_gap(gap, entry_id)
                     if event is not None:
                         position = entry_id.decode()
                         try:
-                            await deliver(event, position, local=local)
+                            await deliver(event, position, local=local, headers=headers)
                         except Exception:  # a strict bus raises its handlers' failures
                             _log.exception(
                                 "fleet handlers failed on the event of entry %s", position
@@ -289,11 +293,15 @@ class Reader:
         Skips (and counts) repeats of an origin's sequence numbers and
         malformed entries. An entry with a good header counts as processed
         even if its event cannot be decoded, so it shows no gap after it.
+        Fields after the first are the entry's headers (`eventbus_redis._headers`).
         """
         try:
-            if len(fields) != 1:
-                raise DecodeError(f"expected one field '<origin>:<seq>', got {len(fields)}")
-            ((header, payload),) = fields.items()
+            if len(fields) == 1:
+                ((header, payload),) = fields.items()
+            elif fields:
+                header, payload = next(iter(fields.items()))
+            else:
+                raise DecodeError("expected a field '<origin>:<seq>', got none")
             origin, _, raw_seq = header.rpartition(b":")
             seq = int(raw_seq)
             if not 0 < seq <= MAX_SEQ:
@@ -307,11 +315,16 @@ class Reader:
             return None
         gap = self._losses.lost(origin, missing, entry_id) if missing else None
         local = origin == self._origin
+        if local:
+            kept = self._own(seq)
+            if kept is not None:
+                return kept[1], True, gap, kept[2]
+        headers = None if len(fields) == 1 else read(itertools.islice(fields.items(), 1, None))
         try:
-            return (local and self._own(seq)) or codec.loads(payload), local, gap
+            return codec.loads(payload), local, gap, headers
         except (DecodeError, ValueError) as exc:
             self._malformed(entry_id, fields, exc)
-            return None, False, gap
+            return None, False, gap, None
 
     def _malformed(self, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception) -> None:
         self._stats["malformed"] += 1

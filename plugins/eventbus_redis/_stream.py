@@ -23,6 +23,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT, FieldT
 
 from eventbus_redis._settings import RedisBridgeSettings
 
@@ -30,6 +31,7 @@ __all__ = [
     "OUTAGE",
     "Appender",
     "Backoff",
+    "Fields",
     "StreamId",
     "as_bytes",
     "entries",
@@ -62,9 +64,23 @@ for i = 2, #ARGV, 2 do
 end
 return id
 """
+# The same for a batch in which some entries carry header fields: ARGV =
+# maxlen, then per entry its number of (field, value) pairs and the pairs.
+_APPEND_FIELDS_LUA: Final = """
+local id
+local i = 2
+while i <= #ARGV do
+  local last = i + 2 * tonumber(ARGV[i])
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, i + 1, last))
+  i = last + 1
+end
+return id
+"""
 
 #: A stream entry id as ``(milliseconds, sequence)``: ordered like the stream.
 StreamId = tuple[int, int]
+#: An entry's fields, flat: ``(name, value, name, value...)``; the event's first.
+Fields = tuple[bytes, ...]
 
 
 def as_bytes(value: object) -> bytes:
@@ -85,7 +101,7 @@ def stream_id(raw: bytes | str) -> StreamId:
 
 @final
 class Appender:
-    """Appends a batch of (field, payload) entries to the stream in one round trip.
+    """Appends a batch of entries (their `Fields`) to the stream in one round trip.
 
     One small Lua script runs ``XADD ... MAXLEN ~ N`` per entry on the server:
     the client packs one command and parses one reply per batch (a pipeline's
@@ -95,17 +111,21 @@ class Appender:
     one out of order.
     """
 
-    __slots__ = ("_client", "_script", "_settings", "_use_script")
+    __slots__ = ("_client", "_fields_script", "_script", "_settings", "_use_script")
 
     def __init__(self, client: Redis, settings: RedisBridgeSettings) -> None:
         self._client = client
         self._settings = settings
         # EVALSHA, loading the script again if the server lost it (a restart).
         self._script = client.register_script(_APPEND_LUA)
+        self._fields_script = client.register_script(_APPEND_FIELDS_LUA)
         self._use_script = True
 
-    async def append(self, batch: list[tuple[bytes, bytes]]) -> bytes:
+    async def append(self, batch: list[Fields], headed: bool = False) -> bytes:
         """Append ``batch`` (not empty) in order; return the last entry's stream id.
+
+        ``headed``: some entries have more than one field (observer headers);
+        otherwise each is one ``(field, payload)`` pair.
 
         Raises:
             RedisError: As redis-py raises it (see `is_transient`); OSError.
@@ -113,18 +133,26 @@ class Appender:
         settings = self._settings
         if self._use_script:
             args: list[bytes | int] = [settings.maxlen]
-            for header, payload in batch:
-                args += (header, payload)
+            script = self._script
+            if headed:
+                script = self._fields_script
+                for entry in batch:
+                    args.append(len(entry) // 2)
+                    args += entry
+            else:
+                for entry in batch:
+                    args += entry
             try:
-                return as_bytes(await self._script(keys=[settings.stream], args=args))
+                return as_bytes(await script(keys=[settings.stream], args=args))
             except RedisError as exc:
                 if not _scripts_refused(exc):
                     raise
                 _log.warning("Redis refuses scripts (%s); appending with MULTI/EXEC", exc)
                 self._use_script = False
         pipe = self._client.pipeline(transaction=True)
-        for header, payload in batch:
-            pipe.xadd(settings.stream, {header: payload}, maxlen=settings.maxlen, approximate=True)
+        for entry in batch:
+            pairs: dict[FieldT, EncodableT] = dict(zip(entry[::2], entry[1::2], strict=True))
+            pipe.xadd(settings.stream, pairs, maxlen=settings.maxlen, approximate=True)
         ids: list[Any] = await pipe.execute()
         return as_bytes(ids[-1])
 

@@ -12,11 +12,14 @@ publishing order once Redis is back.
 An entry has one field: its name is ``<origin id>:<sequence number>`` (the
 writer's random id and its own counter), its value the `eventbus.codec` bytes.
 One field keeps the reply small to parse; the sequence number lets readers
-skip the entries a retried append repeats (`eventbus_redis._reader`).
+skip the entries a retried append repeats (`eventbus_redis._reader`). An event
+appended with observer headers (`Writer.append_with_headers`, while the bus
+is observed) gets one more field per header after it
+(`eventbus_redis._headers`).
 
-The writer also remembers the events it appended until its own reader gets
-them back (`Writer.own`): decoding is most of a reader's cost per entry, and
-the publishing worker already holds an equal event.
+The writer also remembers the events it appended, with their headers, until
+its own reader gets them back (`Writer.own`): decoding is most of a reader's
+cost per entry, and the publishing worker already holds an equal event.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Mapping
 from threading import get_ident
 from typing import final
 
@@ -32,12 +36,31 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from eventbus import DomainEvent, codec
+from eventbus_redis._headers import clean, fields
 from eventbus_redis._settings import RedisBridgeSettings
 from eventbus_redis._stream import Appender, Backoff, is_transient
 
-__all__ = ["Writer"]
+__all__ = ["Headed", "Kept", "Writer"]
 
 _log = logging.getLogger("eventbus.redis")
+
+#: An event the writer appended, as `Writer.own` gives it back: its sequence
+#: number, the event, and its headers (``None``: none).
+Kept = tuple[int, DomainEvent, Mapping[str, str] | None]
+
+
+@final
+class Headed:
+    """An event queued with the observers' headers (already `clean`)."""
+
+    __slots__ = ("event", "headers")
+
+    def __init__(self, event: DomainEvent, headers: dict[str, str]) -> None:
+        self.event = event
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"{self.event!r} with headers {sorted(self.headers)}"
 
 
 @final
@@ -56,6 +79,7 @@ class Writer:
         "_awaiting",
         "_idle",
         "_inflight",
+        "_inflight_headed",
         "_limit",
         "_loop",
         "_loop_thread",
@@ -78,12 +102,15 @@ class Writer:
         self._origin = origin
         self._stats = stats
         # Appended from any thread; deque.append and popleft are atomic.
-        self._outbox: deque[DomainEvent] = deque(maxlen=settings.buffer_size)
+        self._outbox: deque[DomainEvent | Headed] = deque(maxlen=settings.buffer_size)
         self._limit = settings.buffer_size
-        self._inflight: list[tuple[bytes, bytes]] = []  # (field name, payload)
-        # (sequence number, event) taken for the stream, not yet read back, in
-        # order. Bounded: past it, the reader decodes like any other worker.
-        self._awaiting: deque[tuple[int, DomainEvent]] = deque(maxlen=settings.buffer_size)
+        # Each entry's fields, flat: (field name, payload, then header name,
+        # value...); whether any entry of the batch has headers.
+        self._inflight: list[tuple[bytes, ...]] = []
+        self._inflight_headed = False
+        # (sequence number, event, headers) taken for the stream, not yet read
+        # back, in order. Bounded: past it, the reader decodes like any other worker.
+        self._awaiting: deque[Kept] = deque(maxlen=settings.buffer_size)
         self._seq = 0
         self._unlogged_drops = 0
         self._wake_pending = False
@@ -106,8 +133,8 @@ class Writer:
 
     # ------------------------------------------------------------- any thread
 
-    def append(self, event: DomainEvent) -> None:
-        """Queue ``event`` for the stream; never blocks, never raises."""
+    def append(self, event: DomainEvent | Headed) -> None:
+        """Queue ``event`` (maybe `Headed`) for the stream; never blocks, never raises."""
         try:
             outbox = self._outbox
             if len(outbox) == self._limit:
@@ -122,6 +149,16 @@ class Writer:
                     self._loop.call_soon_threadsafe(self._wake_from_thread)
         except Exception:  # the publisher's dispatch must go on whatever happens here
             _log.exception("Redis bridge could not queue %r", event)
+
+    def append_with_headers(self, event: DomainEvent, headers: Mapping[str, str]) -> None:
+        """Queue ``event`` with the well-formed ones of ``headers``; never blocks, never raises.
+
+        `eventbus.HeaderSequencer.append_with_headers`: the bus calls it instead
+        of `append` while it has an observer. Without (well-formed) headers the
+        entry is the plain one-field entry.
+        """
+        kept = clean(headers) if headers else None
+        self.append(Headed(event, kept) if kept else event)
 
     def _overflow(self) -> None:
         self._stats["dropped"] += 1
@@ -138,19 +175,19 @@ class Writer:
         self._wake_pending = False
         self._wake.set()
 
-    def own(self, seq: int) -> DomainEvent | None:
-        """The event this writer appended as ``seq``, once, if still remembered.
+    def own(self, seq: int) -> Kept | None:
+        """The event this writer appended as ``seq``, with its headers, once, if remembered.
 
         The reader asks in stream order, where sequence numbers ascend (it
         skips repeats first), so everything before ``seq`` is forgotten.
         """
         awaiting = self._awaiting
         while awaiting:
-            first, event = awaiting.popleft()
-            if first == seq:
-                return event
-            if first > seq:
-                awaiting.appendleft((first, event))
+            kept = awaiting.popleft()
+            if kept[0] == seq:
+                return kept
+            if kept[0] > seq:
+                awaiting.appendleft(kept)
                 return None
         return None
 
@@ -164,9 +201,15 @@ class Writer:
             await self._idle.wait()
 
     def _take_batch(self) -> None:
-        outbox, batch = self._outbox, self._inflight
+        outbox, batch, awaiting = self._outbox, self._inflight, self._awaiting
+        event: DomainEvent
+        headers: dict[str, str] | None
         for _ in range(min(self._settings.batch_size, len(outbox))):
-            event = outbox.popleft()
+            item = outbox.popleft()
+            if type(item) is Headed:
+                event, headers = item.event, item.headers
+            else:
+                event, headers = item, None
             try:
                 payload = codec.dumps(event)
             except Exception as exc:  # EventBusError, or orjson's TypeError (a 65-bit int)
@@ -174,8 +217,13 @@ class Writer:
                 _log.error("Redis bridge cannot encode %r: %s", event, exc)
                 continue
             self._seq += 1
-            batch.append((b"%s:%d" % (self._origin, self._seq), payload))
-            self._awaiting.append((self._seq, event))
+            name = b"%s:%d" % (self._origin, self._seq)
+            if headers is None:
+                batch.append((name, payload))
+            else:
+                batch.append((name, payload, *fields(headers)))
+                self._inflight_headed = True
+            awaiting.append((self._seq, event, headers))
 
     async def run(self) -> None:
         """Append batches until cancelled; retry transient errors with backoff."""
@@ -195,7 +243,7 @@ class Writer:
                 if not self._inflight:
                     continue
             try:
-                self.last_sent = await self._appender.append(self._inflight)
+                self.last_sent = await self._appender.append(self._inflight, self._inflight_headed)
             except (RedisError, OSError) as exc:
                 if is_transient(exc):
                     await backoff.wait(exc)
@@ -207,6 +255,7 @@ class Writer:
             else:
                 self._stats["sent"] += len(self._inflight)
             self._inflight.clear()
+            self._inflight_headed = False
             backoff.succeeded()
             if self._unlogged_drops:
                 _log.warning(

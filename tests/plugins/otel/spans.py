@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-__all__ = ["CollectingExporter", "as_dict", "children", "roots", "tree"]
+__all__ = ["CollectingExporter", "Span", "as_dict", "children", "roots", "tree"]
 
 #: A span as a dict: ``name``, ``kind``, ``trace_id``, ``span_id``,
 #: ``parent_id`` (``None`` at a root), ``parent_remote``, ``links`` (span

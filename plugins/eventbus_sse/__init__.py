@@ -18,7 +18,13 @@ Example:
 """
 
 from eventbus_sse._app import SSEApp
-from eventbus_sse._auth import Authenticate, SignedTokenAuth, cookie_value, token_from_scope
+from eventbus_sse._auth import (
+    Authenticate,
+    Scope,
+    SignedTokenAuth,
+    cookie_value,
+    token_from_scope,
+)
 from eventbus_sse._broadcaster import Broadcaster, Encoder, PositionSource
 from eventbus_sse._clients import ClientLimitError
 from eventbus_sse._demo import demo_app
@@ -33,6 +39,7 @@ __all__ = [
     "PositionSource",
     "SSEApp",
     "SSEPlugin",
+    "Scope",
     "SignedTokenAuth",
     "Subscriber",
     "cookie_value",

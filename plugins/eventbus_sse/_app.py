@@ -10,7 +10,10 @@ has been idle for ``heartbeat`` seconds.
 The body is raced against ``receive()``: a client that goes away is noticed
 through ``http.disconnect`` at once, even while no event flows, and its queue
 is freed. When the broadcaster closes the subscriber (overflow or shutdown) the
-stream ends.
+stream ends, with a complete body. The server's shutdown signal (SIGINT,
+SIGTERM) closes them all at once: servers wait for open responses before the
+lifespan shutdown, and ASGI tells an app nothing in between (module
+``_shutdown``).
 """
 
 from __future__ import annotations
@@ -198,6 +201,7 @@ class SSEApp:
         except ClientLimitError as exc:
             await self._refuse(send, exc)
             return
+        self._broadcaster._serving()  # from now on, a shutdown signal ends the stream
         try:
             await self._stream(sub, receive, send)
         finally:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final, Literal, TypeVar, final
 from uuid import UUID
@@ -42,6 +43,7 @@ from eventbus_sse._frames import (
 )
 from eventbus_sse._mapping import MappingTable
 from eventbus_sse._resume import ResumeBuffers
+from eventbus_sse._shutdown import DEFAULT_SIGNALS, ShutdownSignals
 from eventbus_sse._subscriber import Subscriber
 
 if TYPE_CHECKING:
@@ -86,10 +88,17 @@ class Broadcaster:
         max_clients: Streams in all, or ``None``; past it, a 503. The default,
             ``"auto"``, is the process's descriptor limit less an eighth of it
             (at least 64 kept back), read now; see docs/sse.md.
+        shutdown_signals: Signals on which the streams end at once, cleanly,
+            while the server they are served by stops (SIGINT and SIGTERM);
+            ``()`` for none. Watched from the first stream served on the main
+            thread, and only where a server handles the signal (see
+            docs/sse.md).
 
     Raises:
         ValueError: ``buffer_size`` is negative, or ``buffered_users`` or
-            ``queue_size`` is below 1, or a cap is not an int >= 1 or ``None``.
+            ``queue_size`` is below 1, or a cap is not an int >= 1 or ``None``,
+            or a shutdown signal is not one this platform has.
+        TypeError: A shutdown signal is not an int.
     """
 
     __slots__ = (
@@ -106,6 +115,7 @@ class Broadcaster:
         "_queue_size",
         "_routes",
         "_seq",
+        "_signals",
         "_stats",
     )
 
@@ -118,6 +128,7 @@ class Broadcaster:
         encoder: Encoder = codec.dumps,
         max_clients_per_user: int | None = DEFAULT_PER_USER,
         max_clients: int | Literal["auto"] | None = "auto",
+        shutdown_signals: Iterable[int] = DEFAULT_SIGNALS,
     ) -> None:
         if not isinstance(buffer_size, int) or buffer_size < 0:
             raise ValueError(f"buffer_size must be an int >= 0, got {buffer_size!r}")
@@ -138,6 +149,13 @@ class Broadcaster:
         self._loop_thread = 0
         self._positions = Positions()
         self._stats = dict.fromkeys(_COUNTERS, 0)  # touched on the loop thread only
+        ref = weakref.ref(self)  # the signal handlers must not keep the broadcaster alive
+
+        def end_streams() -> None:
+            if (broadcaster := ref()) is not None:
+                broadcaster._end_streams()
+
+        self._signals = ShutdownSignals(shutdown_signals, end_streams)
 
     def __repr__(self) -> str:
         return f"<Broadcaster epoch={self._epoch} clients={len(self._clients)}>"
@@ -169,7 +187,7 @@ class Broadcaster:
 
     @property
     def closed(self) -> bool:
-        """Whether `aclose` was called; a closed broadcaster refuses new clients."""
+        """Whether `aclose` was called, or a shutdown signal came; then new clients are refused."""
         return self._closed
 
     def register_mapping(
@@ -379,6 +397,24 @@ class Broadcaster:
 
     # ---------------------------------------------------------------- lifecycle
 
+    def _serving(self) -> None:
+        """A server streams from the broadcaster on the running loop (the app, per stream).
+
+        The first call on the main thread's loop chains onto the handlers a
+        server installed for ``shutdown_signals`` (module ``_shutdown``): the
+        signal that stops the server first ends every stream, cleanly.
+        `aclose` puts the handlers back.
+        """
+        self._signals.install(asyncio.get_running_loop())
+
+    def _end_streams(self) -> None:
+        """A shutdown signal arrived: refuse new clients, end every stream now."""
+        if self._closed:
+            return
+        self._closed = True
+        ended = self._clients.end_all()
+        _log.info("shutdown signal: %d SSE stream(s) ended", ended)
+
     async def aclose(self, grace: float = 5.0) -> None:
         """End every stream cleanly and refuse new clients.
 
@@ -386,6 +422,7 @@ class Broadcaster:
         bytes and disconnect.
         """
         self._closed = True
+        self._signals.uninstall()
         await self._clients.close_all(grace)
 
     def statistics(self) -> dict[str, int]:

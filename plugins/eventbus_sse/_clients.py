@@ -167,10 +167,16 @@ class Clients:
         if not self.subs and self._idle is not None:
             self._idle.set()
 
-    async def close_all(self, grace: float) -> None:
-        """Close every client (``"shutdown"``); wait up to ``grace`` s for them to go."""
+    def end_all(self) -> int:
+        """Close every client (``"shutdown"``): their streams end. Returns how many."""
+        ending = sum(1 for sub in self.subs if sub.reason is None)
         for sub in list(self.subs):
             self.unroute(sub, "shutdown")
+        return ending
+
+    async def close_all(self, grace: float) -> None:
+        """Close every client (``"shutdown"``); wait up to ``grace`` s for them to go."""
+        self.end_all()
         if self.subs:
             self._idle = asyncio.Event()
             try:

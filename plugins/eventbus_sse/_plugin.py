@@ -7,7 +7,7 @@ and mounted by you:
 
     bus = EventBus()
     bus.load_entry_points()
-    sse = bus.get_plugin("sse")
+    sse = bus.get_plugin(SSEPlugin)
     app = sse.broadcaster.asgi_app(authenticate=my_authenticate)
 
 The handler is a *fleet* handler: with a sequencer attached (the Redis bridge)

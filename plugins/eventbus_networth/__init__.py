@@ -9,7 +9,7 @@ Loaded by ``bus.load_entry_points()`` (entry point ``networth``), configured by
     rates = {("EUR", "USD"): Decimal("1.08"), ("GBP", "USD"): Decimal("1.27")}
     bus.register_plugin(NetWorthPlugin("USD", rates), name="networth")
 
-    bus.get_plugin("networth").aggregator.net_worth(user_id)
+    bus.get_plugin(NetWorthPlugin).aggregator.net_worth(user_id)
 
 Every balance update is applied in O(1), exactly (`Decimal`, never float), and
 publishes `PortfolioNetWorthRecalculated` when the user's net worth changed.

@@ -44,7 +44,7 @@ class NetWorthPlugin:
     no monetary value, so it never changes net worth. Query the state through
     `aggregator`:
 
-        plugin = bus.get_plugin("networth")
+        plugin = bus.get_plugin(NetWorthPlugin)
         plugin.aggregator.net_worth(user_id)
 
     Loaded by entry point (no arguments), it reads ``EVENTBUS_NETWORTH_BASE``

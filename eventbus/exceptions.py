@@ -7,6 +7,7 @@ derive from `ValueError`, and errors about bad *usage* from `TypeError` or
 
     EventBusError
     ├── InvalidEventError        (ValueError)   an event field failed validation
+    ├── EncodeError              (ValueError)   an event cannot be encoded exactly
     ├── DecodeError              (ValueError)   bytes are not a valid encoded event
     ├── AsyncHandlerError        (TypeError)    publish_sync() met an async handler
     ├── EventCycleError          (RuntimeError) re-entrant publishing went too deep
@@ -27,6 +28,7 @@ __all__ = [
     "AsyncHandlerError",
     "BusNotRunningError",
     "DecodeError",
+    "EncodeError",
     "EventBusError",
     "EventCycleError",
     "InvalidEventError",
@@ -54,6 +56,26 @@ class InvalidEventError(EventBusError, ValueError):
         self.event_type = event_type
         self.field = field
         super().__init__(f"{event_type}.{field}: {message}")
+
+
+class EncodeError(EventBusError, ValueError):
+    """An event cannot be encoded, or not exactly (`eventbus.codec`).
+
+    Its class has no wire name or a field type the codec does not support, or
+    a value has no exact JSON form: a float inf or nan, an int beyond 64 bits,
+    a string with a lone surrogate, a value of another type than its field's.
+    Nothing is ever written changed instead.
+
+    Attributes:
+        event_type: Name of the event class being encoded.
+        field: Name of the offending field, or ``None`` when the class itself is at fault.
+    """
+
+    def __init__(self, event_type: str, field: str | None, message: str) -> None:
+        self.event_type = event_type
+        self.field = field
+        where = event_type if field is None else f"{event_type}.{field}"
+        super().__init__(f"{where}: {message}")
 
 
 class DecodeError(EventBusError, ValueError):

@@ -13,39 +13,30 @@ Event                                  Wire name (SSE ``event:`` field)
 =====================================  ================================
 
 Every field is validated at construction; a bad value raises
-`eventbus.exceptions.InvalidEventError` naming the field.
+`eventbus.exceptions.InvalidEventError` naming the field. The checks are
+declared on the fields (``Annotated[Decimal, check_decimal]``), so each class
+gets a generated constructor with them inlined (see `eventbus.events`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Self
+from typing import Annotated, Self
 from uuid import UUID
 
+from eventbus._checks import is_money, subtract
 from eventbus.events import (
-    EXACT,
     DomainEvent,
     check_count,
     check_currency,
     check_decimal,
     check_uuid,
+    equals_difference,
     event_type,
-    fits_decimal_bounds,
 )
-from eventbus.exceptions import InvalidEventError
 
 __all__ = ["AccountBalanceUpdated", "AccountHoldingsUpdated", "PortfolioNetWorthRecalculated"]
-
-
-def _check_delta(event: DomainEvent, previous: Decimal, new: Decimal, delta: Decimal) -> None:
-    expected = EXACT.subtract(new, previous)
-    if delta != expected:
-        raise InvalidEventError(
-            type(event).__name__,
-            "delta",
-            f"must equal new - previous ({new} - {previous} = {expected}), got {delta}",
-        )
 
 
 @event_type("portfolio.balance.updated")
@@ -62,22 +53,12 @@ class AccountBalanceUpdated(DomainEvent):
         currency: The account's currency, e.g. ``"USD"``.
     """
 
-    user_id: UUID
-    account_id: UUID
-    previous_balance: Decimal
-    new_balance: Decimal
-    delta: Decimal
-    currency: str
-
-    def __post_init__(self) -> None:
-        DomainEvent.__post_init__(self)
-        check_uuid(self, "user_id")
-        check_uuid(self, "account_id")
-        check_decimal(self, "previous_balance")
-        check_decimal(self, "new_balance")
-        check_decimal(self, "delta")
-        check_currency(self, "currency")
-        _check_delta(self, self.previous_balance, self.new_balance, self.delta)
+    user_id: Annotated[UUID, check_uuid]
+    account_id: Annotated[UUID, check_uuid]
+    previous_balance: Annotated[Decimal, check_decimal]
+    new_balance: Annotated[Decimal, check_decimal]
+    delta: Annotated[Decimal, check_decimal, equals_difference("new_balance", "previous_balance")]
+    currency: Annotated[str, check_currency]
 
     @classmethod
     def from_change(
@@ -90,12 +71,11 @@ class AccountBalanceUpdated(DomainEvent):
         currency: str,
     ) -> Self:
         """Build the event from two balances, computing ``delta`` for you."""
-        probe = (previous_balance, new_balance)
         # Bounded first: exact subtraction of 1e-999999 from 1e999999 is huge.
-        exact = all(
-            isinstance(v, Decimal) and v.is_finite() and fits_decimal_bounds(v) for v in probe
-        )
-        delta = EXACT.subtract(new_balance, previous_balance) if exact else Decimal(0)
+        if is_money(previous_balance) and is_money(new_balance):
+            delta = subtract(new_balance, previous_balance)
+        else:
+            delta = Decimal(0)
         return cls(
             user_id=user_id,
             account_id=account_id,
@@ -120,19 +100,12 @@ class AccountHoldingsUpdated(DomainEvent):
         deactivated_count: Holdings the sync marked inactive.
     """
 
-    user_id: UUID
-    account_id: UUID
-    holdings_count: int
-    created_count: int
-    updated_count: int
-    deactivated_count: int
-
-    def __post_init__(self) -> None:
-        DomainEvent.__post_init__(self)
-        check_uuid(self, "user_id")
-        check_uuid(self, "account_id")
-        for name in ("holdings_count", "created_count", "updated_count", "deactivated_count"):
-            check_count(self, name)
+    user_id: Annotated[UUID, check_uuid]
+    account_id: Annotated[UUID, check_uuid]
+    holdings_count: Annotated[int, check_count]
+    created_count: Annotated[int, check_count]
+    updated_count: Annotated[int, check_count]
+    deactivated_count: Annotated[int, check_count]
 
 
 @event_type("portfolio.networth.updated")
@@ -149,19 +122,11 @@ class PortfolioNetWorthRecalculated(DomainEvent):
         account_count: Accounts included in the calculation.
     """
 
-    user_id: UUID
-    previous_net_worth: Decimal
-    new_net_worth: Decimal
-    delta: Decimal
-    currency: str
-    account_count: int
-
-    def __post_init__(self) -> None:
-        DomainEvent.__post_init__(self)
-        check_uuid(self, "user_id")
-        check_decimal(self, "previous_net_worth")
-        check_decimal(self, "new_net_worth")
-        check_decimal(self, "delta")
-        check_currency(self, "currency")
-        check_count(self, "account_count")
-        _check_delta(self, self.previous_net_worth, self.new_net_worth, self.delta)
+    user_id: Annotated[UUID, check_uuid]
+    previous_net_worth: Annotated[Decimal, check_decimal]
+    new_net_worth: Annotated[Decimal, check_decimal]
+    delta: Annotated[
+        Decimal, check_decimal, equals_difference("new_net_worth", "previous_net_worth")
+    ]
+    currency: Annotated[str, check_currency]
+    account_count: Annotated[int, check_count]

@@ -42,11 +42,14 @@ __all__ = [
     "case_label",
     "compile_loop",
     "dispatchers",
+    "fmt",
     "format_table",
     "noop_handlers",
     "peer_calls",
     "run",
     "sample_event",
+    "time_plans",
+    "timed_loop",
 ]
 
 #: Handler counts of the sync comparison (the x axis of ``--plot``).
@@ -240,7 +243,7 @@ def compile_loop(call: Call, runner: asyncio.Runner | None = None) -> Callable[[
     return lambda n: runner.run(body(n))
 
 
-def _compile(call: Call, runner: asyncio.Runner) -> Callable[[int], float]:
+def _compile(call: Call, runner: asyncio.Runner | None) -> Callable[[int], float]:
     """``compile_loop``, timed: returns the seconds ``n`` dispatches took."""
     body = compile_loop(call, runner)
     clock = time.perf_counter
@@ -459,8 +462,27 @@ _LEGEND: Final = (
 )
 
 
-def _fmt(value: float | None, suffix: str = "x") -> str:
+def fmt(value: float | None, suffix: str = "x") -> str:
+    """A ratio as tables show it: ``"1.23x"``, or ``"-"`` when not measured."""
     return "-" if value is None else f"{value:.2f}{suffix}"
+
+
+_fmt = fmt
+
+
+def timed_loop(call: Call) -> Callable[[int], float]:
+    """A sync candidate compiled into its timing loop; returns the seconds ``n`` calls took."""
+    return _compile(call, None)
+
+
+def time_plans(
+    plans: list[tuple[tuple[str, int, str], Callable[[int], float]]],
+    rounds: int,
+    min_time: float,
+    progress: bool,
+) -> Report:
+    """Time other comparisons (`eventbus._bench_events`) by `run`'s method: interleaved, minimum."""
+    return _time(plans, rounds, min_time, progress, [])
 
 
 def format_table(report: Report) -> str:

@@ -1,4 +1,5 @@
-"""The ``eventbus bench --plot`` chart: latency against handler count, per library.
+"""The ``eventbus bench --plot`` chart: dispatch latency against handler count, per library,
+and, beside it, an event's lifecycle against pydantic and msgspec.
 
 Kept apart from `eventbus._bench` so that timing never imports matplotlib.
 """
@@ -6,9 +7,12 @@ Kept apart from `eventbus._bench` so that timing never imports matplotlib.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventbus._bench import COUNTS, EVENTBUS, HAND, PEERS, Report
+
+if TYPE_CHECKING:
+    from eventbus._bench_events import LifecycleReport
 
 __all__ = ["plot", "require_matplotlib"]
 
@@ -22,8 +26,11 @@ def require_matplotlib() -> None:
         )
 
 
-def plot(report: Report, path: str) -> None:
+def plot(report: Report, path: str, lifecycle: LifecycleReport | None = None) -> None:
     """Draw latency against handler count, one line per library, into ``path``.
+
+    With ``lifecycle``, a second panel shows each lifecycle step's time
+    relative to the equivalent pydantic model's.
 
     Raises:
         ImportError: matplotlib (the ``bench`` extra) is not installed.
@@ -34,6 +41,14 @@ def plot(report: Report, path: str) -> None:
     matplotlib.use("Agg")  # files only: never try to open a window
     from matplotlib import pyplot
 
+    if lifecycle is None:
+        fig, axes = pyplot.subplots(figsize=(8, 5), dpi=120)
+    else:
+        fig, (axes, right) = pyplot.subplots(
+            1, 2, figsize=(15, 5), dpi=120, gridspec_kw={"width_ratios": [8, 7]}
+        )
+        _lifecycle(right, lifecycle)
+
     libraries = [EVENTBUS, HAND, *PEERS]
     styles: dict[str, dict[str, Any]] = {
         EVENTBUS: {"color": "#1f6feb", "linewidth": 2.8, "marker": "o", "zorder": 5},
@@ -42,7 +57,6 @@ def plot(report: Report, path: str) -> None:
         "pluggy": {"color": "#2f9e44", "marker": "D"},
         "pyee": {"color": "#9c36b5", "marker": "v"},
     }
-    fig, axes = pyplot.subplots(figsize=(8, 5), dpi=120)
     for lib in libraries:
         points = [(n, report.ns[("sync", n, lib)]) for n in COUNTS if ("sync", n, lib) in report.ns]
         if points:
@@ -70,3 +84,37 @@ def plot(report: Report, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     pyplot.close(fig)
+
+
+def _lifecycle(axes: Any, report: LifecycleReport) -> None:
+    """Grouped bars: each step's time over the equivalent pydantic model's, per library."""
+    from eventbus._bench_events import LIBRARIES, PYDANTIC, STEPS, TARGETS
+
+    colors = {
+        "eventbus": "#1f6feb",
+        "pydantic": "#e8590c",
+        "pydantic types-only": "#f5a26f",
+        "msgspec": "#2f9e44",
+    }
+    width = 0.8 / len(LIBRARIES)
+    for k, lib in enumerate(LIBRARIES):
+        xs, ys = [], []
+        for i, step in enumerate(STEPS):
+            value = report.ratio(step, lib, PYDANTIC)
+            if value is not None:
+                xs.append(i + (k - (len(LIBRARIES) - 1) / 2) * width)
+                ys.append(value)
+        bars = axes.bar(xs, ys, width, label=lib, color=colors[lib])
+        if lib == "eventbus":
+            axes.bar_label(bars, fmt="%.2fx", fontsize=8, padding=2)
+    for step, peer, limit in TARGETS:
+        if peer == PYDANTIC:
+            i = STEPS.index(step)
+            axes.hlines(limit, i - 0.45, i + 0.45, colors="#444444", linestyles="--", linewidth=1)
+    axes.set_xticks(range(len(STEPS)), list(STEPS))
+    axes.set_ylabel("time relative to pydantic (same rules) = 1.0; lower is better")
+    axes.set_title(
+        "Event lifecycle vs pydantic v2 and msgspec\n(dashes: eventbus targets)", fontsize=10
+    )
+    axes.grid(True, axis="y", alpha=0.3)
+    axes.legend(title="library", loc="upper left", fontsize=8)

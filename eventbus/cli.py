@@ -114,7 +114,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import orjson
 
     # Lazy: keeps `eventbus plugins` from importing the peers and matplotlib.
-    from eventbus import _bench, _bench_plot
+    from eventbus import _bench, _bench_events, _bench_plot
 
     if args.plot:
         try:
@@ -123,15 +123,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             sys.stderr.write(f"eventbus bench: {exc}\n")
             return 2
     rounds, min_time = (2, 0.001) if args.quick else (args.rounds, args.min_time)
-    report = _bench.run(
-        rounds=rounds, min_time=min_time, progress=not args.no_progress, redis_url=args.redis
-    )
+    progress = not args.no_progress
+    report = _bench.run(rounds=rounds, min_time=min_time, progress=progress, redis_url=args.redis)
     print(_bench.format_table(report))
+    print("\nEvent lifecycle: eventbus against pydantic v2 and msgspec\n")
+    missing = _bench_events.missing_peers()
+    lifecycle = None
+    if missing:  # peers only: the comparison is skipped, never the dispatch table
+        print(
+            f"skipped: {' and '.join(missing)} not installed "
+            "(they come with the bench extra: pip install 'eventbus[bench]')"
+        )
+    else:
+        lifecycle = _bench_events.run_lifecycle(rounds=rounds, min_time=min_time, progress=progress)
+        print(_bench_events.format_lifecycle(lifecycle))
     if args.json:
+        doc = report.to_json()
+        doc["lifecycle"] = None if lifecycle is None else lifecycle.to_json()
         with open(args.json, "wb") as out:
-            out.write(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2))
+            out.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     if args.plot:
-        _bench_plot.plot(report, args.plot)
+        _bench_plot.plot(report, args.plot, lifecycle)
     return 0
 
 
@@ -231,11 +243,17 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.set_defaults(func=_cmd_plugins)
     bench = sub.add_parser(
         "bench",
-        help="time dispatch against a hand-written loop, blinker, pluggy and pyee",
-        description="Quick dispatch benchmark; prints ratios (the full suite: pytest benchmarks).",
+        help="time dispatch against a hand-written loop, blinker, pluggy and pyee, and an "
+        "event's lifecycle against pydantic and msgspec",
+        description="Quick benchmark of dispatch and of an event's lifecycle (construct, "
+        "from_change, encode, decode); prints ratios (the full suite: pytest benchmarks).",
     )
     bench.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
-    bench.add_argument("--plot", metavar="PATH", help="draw latency vs handler count (PNG)")
+    bench.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="draw latency vs handler count, and the lifecycle ratios (PNG)",
+    )
     bench.add_argument(
         "--rounds", type=_positive(int), default=15, help="interleaved samples per case"
     )

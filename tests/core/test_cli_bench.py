@@ -1,4 +1,4 @@
-"""The ``eventbus bench`` command: table, ``--json``, ``--plot``, and its failure modes.
+"""The ``eventbus bench`` command: tables, ``--json``, ``--plot``, and its failure modes.
 
 Runs use ``--quick`` (two rounds of tiny samples) so they take about a second;
 the numbers are meaningless then, and nothing here asserts a timing.
@@ -19,6 +19,8 @@ import pytest
 from eventbus.cli import main
 
 LIBRARIES = {"eventbus", "hand loop", "dict.get", "blinker", "pluggy", "pyee", "await loop"}
+LIFECYCLE = {"eventbus", "pydantic", "pydantic types-only", "msgspec"}
+STEPS = ["construct", "from_change", "encode", "decode"]
 
 
 @pytest.fixture(name="quick_run", scope="module")
@@ -92,7 +94,7 @@ class TestJson:
 
     def test_schema(self, doc: dict[str, Any]) -> None:
         """Top-level keys, and the fields of results, rows and targets."""
-        assert set(doc) == {"meta", "results", "rows", "targets"}
+        assert set(doc) == {"meta", "results", "rows", "targets", "lifecycle"}
         assert {"python", "cpu", "platform", "rounds", "min_time_s"} <= set(doc["meta"])
         for result in doc["results"]:
             assert set(result) == {"case", "handlers", "library", "ns_per_call"}
@@ -121,6 +123,53 @@ class TestJson:
         assert row["pluggy_slower"] == pytest.approx(
             ns["sync", 3, "pluggy"] / ns["sync", 3, "eventbus"]
         )
+
+
+class TestLifecycle:
+    """The event lifecycle section: eventbus against pydantic v2 and msgspec."""
+
+    def test_table_section(self, quick_run: tuple[int, str, str, Path]) -> None:
+        """One row per step, one column per peer, and the targets against pydantic."""
+        out = quick_run[1]
+        assert "Event lifecycle" in out
+        section = out[out.index("Event lifecycle") :]
+        header = next(line for line in section.splitlines() if line.startswith("step "))
+        for peer in ("pydantic", "pydantic types-only", "msgspec"):
+            assert f"eventbus / {peer}" in header
+        for step in STEPS:
+            assert any(line.startswith(f"{step} ") for line in section.splitlines())
+        assert "decode: at most 1.5x pydantic" in section
+
+    def test_json(self, quick_run: tuple[int, str, str, Path]) -> None:
+        """``lifecycle`` holds every (step, library) result, rows of ratios and the targets."""
+        doc = json.loads((quick_run[3] / "bench.json").read_text())["lifecycle"]
+        assert set(doc) == {"results", "rows", "targets"}
+        measured = {(r["step"], r["library"]) for r in doc["results"]}
+        assert measured == {(step, lib) for step in STEPS for lib in LIFECYCLE}
+        ns = {(r["step"], r["library"]): r["ns_per_call"] for r in doc["results"]}
+        decode = next(row for row in doc["rows"] if row["step"] == "decode")
+        assert decode["vs_pydantic"] == pytest.approx(
+            ns["decode", "eventbus"] / ns["decode", "pydantic"]
+        )
+        assert all(isinstance(t["met"], bool) for t in doc["targets"])
+
+    @pytest.mark.parametrize("peer", ["pydantic", "msgspec"])
+    def test_skipped_with_a_message_without_a_peer(
+        self,
+        peer: str,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+    ) -> None:
+        """Without pydantic or msgspec: the dispatch table still, the lifecycle skipped, exit 0."""
+        monkeypatch.setitem(sys.modules, peer, None)  # what an absent package looks like
+        out_json = tmp_path / "bench.json"
+        assert main(["bench", "--quick", "--no-progress", "--json", str(out_json)]) == 0
+        out = capsys.readouterr().out
+        assert f"skipped: {peer} not installed" in out
+        assert "pip install 'eventbus[bench]'" in out
+        assert "publish_sync" in out
+        assert json.loads(out_json.read_text())["lifecycle"] is None
 
 
 class TestPlot:

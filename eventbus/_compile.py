@@ -83,6 +83,9 @@ class Layout:
             runs them, and nothing else): a value a rule vouches for (``Kind.carries``) needs no
             further check to be encoded.
         compilable: A generated ``__init__`` may replace the dataclass one.
+        resolved: The class's annotations resolved (``typing.get_type_hints``).
+            Until they do (a name defined later in its module), only the base
+            fields' rules are known, and the layout is not cached.
     """
 
     cls: type
@@ -90,6 +93,7 @@ class Layout:
     validate: Callable[[Any], None]
     ruled: bool
     compilable: bool
+    resolved: bool
 
 
 # --------------------------------------------------------------------- analysis
@@ -115,7 +119,9 @@ def layout_of(
     """
     layout = _layouts.get(cls)
     if layout is None:
-        layout = _layouts[cls] = _analyse(cls, checks, base_kinds, base_post_init)
+        layout = _analyse(cls, checks, base_kinds, base_post_init)
+        if layout.resolved:
+            _layouts[cls] = layout
     return layout
 
 
@@ -127,8 +133,9 @@ def _analyse(
 ) -> Layout:
     try:
         hints = typing.get_type_hints(cls, include_extras=True)
-    except Exception:  # unresolvable annotations: base rules only, as before
-        hints = {}
+        resolved = True
+    except Exception:  # not (yet) resolvable: the base rules only, as before
+        hints, resolved = {}, False
     specs = []
     for f in dataclasses.fields(cls):
         hint: Any = hints.get(f.name)
@@ -160,7 +167,8 @@ def _analyse(
     plain = len(cls.__dataclass_fields__) == len(fields) and all(  # type: ignore[attr-defined]
         f.init and f.kw_only for f in dataclasses.fields(cls)
     )
-    return Layout(cls, fields, _validator(cls, fields), own_rules, own_rules and plain)
+    compilable = own_rules and plain and resolved
+    return Layout(cls, fields, _validator(cls, fields), own_rules, compilable, resolved)
 
 
 def _hashable(value: object) -> bool:

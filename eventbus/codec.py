@@ -185,12 +185,13 @@ def _optional(coder: tuple[Encoder, Decoder]) -> tuple[Encoder, Decoder]:
 
 
 class _Unsupported(EventBusError):
-    """A field of a type the codec cannot carry."""
+    """A class whose fields the codec cannot carry."""
 
-    def __init__(self, cls: type, field: str, hint: object) -> None:
+    def __init__(self, cls: type, field: str | None, message: str) -> None:
         self.field = field
-        self.message = f"type {hint!r} is not supported by eventbus.codec"
-        super().__init__(f"{cls.__qualname__}.{field}: {self.message}")
+        self.message = message
+        where = cls.__qualname__ if field is None else f"{cls.__qualname__}.{field}"
+        super().__init__(f"{where}: {message}")
 
 
 class _Spec:
@@ -202,11 +203,15 @@ class _Spec:
         self.cls = cls
         self.name = name
         layout: Layout = _events._layout(cls)
+        if not layout.resolved:
+            raise _Unsupported(cls, None, "its annotations do not resolve (typing.get_type_hints)")
         fields: list[tuple[str, Encoder, Decoder]] = []
         for f in layout.fields:
             kind = field_type(f.hint)
             if kind is None:
-                raise _Unsupported(cls, f.name, f.hint)
+                raise _Unsupported(
+                    cls, f.name, f"type {f.hint!r} is not supported by eventbus.codec"
+                )
             coder = _CODERS[kind[0]]
             fields.append((f.name, *(_optional(coder) if kind[1] else coder)))
         self.fields = tuple(fields)

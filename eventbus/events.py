@@ -96,6 +96,8 @@ class DomainEvent:
         """
         validate = _validators.get(type(self))
         if validate is None:
+            # Kept even when the annotations did not resolve (base rules only,
+            # as before): resolving again on every construction would be slow.
             validate = _validators[type(self)] = _layout(type(self)).validate
         validate(self)
 

@@ -270,6 +270,33 @@ class TestDeclaredChecks:
         assert Custom(3).n == 3
         assert not getattr(Custom.__init__, "__eventbus_compiled__", False)
 
+    def test_annotations_that_resolve_later(
+        self, registry: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A name defined after the class (a string annotation): its checks apply once it exists."""
+        (tmp_path / "later_events.py").write_text(
+            "from __future__ import annotations\n"
+            "from dataclasses import dataclass\n"
+            "from decimal import Decimal\n"
+            "from typing import Annotated\n"
+            "from eventbus import DomainEvent, event_type\n"
+            "from eventbus.events import check_decimal\n"
+            "@event_type('test.compiled.later')\n"
+            "@dataclass(frozen=True, kw_only=True, slots=True)\n"
+            "class Later(DomainEvent):\n"
+            "    amount: Amount\n"
+            "Amount = Annotated[Decimal, check_decimal]\n"
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import later_events  # type: ignore[import-not-found]
+
+        from eventbus import codec
+
+        with pytest.raises(InvalidEventError, match=r"Later\.amount: must be finite"):
+            later_events.Later(amount=Decimal("NaN"))
+        event = later_events.Later(amount=Decimal("1.5"))
+        assert codec.loads(codec.dumps(event)) == event
+
     def test_difference_needs_bounded_amounts(self, registry: None) -> None:
         """equals_difference without check_decimal on its operands is refused at registration."""
         with pytest.raises(TypeError, match="check_decimal"):

@@ -29,7 +29,7 @@ from typing import Any, Final, final
 
 from eventbus._checks import INLINE, MONEY, Difference, Kind, wrong_difference
 
-__all__ = ["FACTORY", "FieldSpec", "Layout", "install_init", "layout_of"]
+__all__ = ["FACTORY", "FieldSpec", "Layout", "hooks_of", "install_init", "layout_of"]
 
 
 @final
@@ -205,8 +205,30 @@ def _check_differences(cls: type, fields: tuple[FieldSpec, ...]) -> None:
 # ------------------------------------------------------------------- generation
 
 
-def _namespace(fields: tuple[FieldSpec, ...]) -> dict[str, Any]:
+def hooks_of(cls: type) -> tuple[Callable[[Any], None], ...]:
+    """The ``validate`` methods ``cls`` and its bases define, base first.
+
+    The validation hook of `eventbus.events.DomainEvent` subclasses: each class
+    that defines ``validate(self)`` has it called once its fields are checked,
+    with no ``super()`` call needed (which slotted dataclasses cannot make).
+    """
+    return tuple(
+        c.__dict__["validate"]
+        for c in reversed(cls.__mro__)
+        if isinstance(c.__dict__.get("validate"), types.FunctionType)
+    )
+
+
+def _hook_calls(hooks: tuple[Callable[[Any], None], ...]) -> list[str]:
+    return [f"__eb_hook_{k}(__eb_self)" for k in range(len(hooks))]
+
+
+def _namespace(
+    fields: tuple[FieldSpec, ...], hooks: tuple[Callable[[Any], None], ...] = ()
+) -> dict[str, Any]:
     names: dict[str, Any] = dict(INLINE)
+    for k, hook in enumerate(hooks):
+        names[f"__eb_hook_{k}"] = hook
     names["__eb_FACTORY"] = FACTORY
     names["__eb_wrong_difference"] = wrong_difference
     names["__eb_setattr"] = object.__setattr__
@@ -284,8 +306,11 @@ def _validator(cls: type, fields: tuple[FieldSpec, ...]) -> Callable[[Any], None
             body.append(f"{var(i)} = __eb_self.{f.name}")
         body += _field_rules(i, f, var(i), write_back=True, skip_first=False)
     body += _difference_rules(fields, var)
+    hooks = hooks_of(cls)
+    body += _hook_calls(hooks)
     src = "def validate(__eb_self):\n" + "".join(f"    {line}\n" for line in body or ["pass"])
-    return typing.cast(Callable[[Any], None], _exec(src, _namespace(fields), cls, "validate"))
+    names = _namespace(fields, hooks)
+    return typing.cast(Callable[[Any], None], _exec(src, names, cls, "validate"))
 
 
 def install_init(layout: Layout, trusted_factories: Mapping[object, Kind]) -> None:
@@ -313,9 +338,11 @@ def install_init(layout: Layout, trusted_factories: Mapping[object, Kind]) -> No
         lines += _field_rules(i, f, f.name, write_back=False, skip_first=trusted)
     lines += _difference_rules(fields, lambda i: fields[i].name)
     lines += [_store(i, f, f.name) for i, f in enumerate(fields)]
+    hooks = hooks_of(cls)
+    lines += _hook_calls(hooks)  # on the stored instance, as after __post_init__'s checks
     src = f"def __init__(__eb_self, *, {', '.join(required + optional)}):\n" + "".join(
         f"    {line}\n" for line in lines
     )
-    init = _exec(src, _namespace(fields), cls, "__init__")
+    init = _exec(src, _namespace(fields, hooks), cls, "__init__")
     init.__eventbus_compiled__ = True
     cls.__init__ = init  # type: ignore[misc]

@@ -33,7 +33,7 @@ from uuid import UUID, SafeUUID
 import orjson
 
 from eventbus._checks import CURRENCY, INLINE, MONEY, UUIDS, WHEN
-from eventbus._compile import Layout
+from eventbus._compile import Layout, hooks_of
 
 __all__ = ["Slow", "field_type", "make_decoder", "make_encoder"]
 
@@ -244,7 +244,7 @@ def make_decoder(layout: Layout, slow: Callable[[Any], Any]) -> Callable[[dict[s
         if rule is not None:
             new, previous = f"__eb_{index[rule.minuend]}", f"__eb_{index[rule.subtrahend]}"
             lines += [f"if __eb_{i} != __eb_subtract({new}, {previous}):", "    raise __eb_Slow"]
-    if layout.compilable:
+    if layout.compilable and not hooks_of(layout.cls):
         # Every rule construction has was just checked: build as construction would.
         lines.append("__eb_e = __eb_new(__eb_cls)")
         for i, f in enumerate(fields):

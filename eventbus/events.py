@@ -1,10 +1,9 @@
 """Domain events: the `DomainEvent` base class and the wire-name registry.
 
 An event is a frozen, keyword-only, slotted dataclass. Subclasses add their own
-fields and validate them with the ``check_*`` helpers below, which raise
-`InvalidEventError` naming the field. A helper can be declared on the field
-itself, in its annotation; rules that are not about one field go in
-``__post_init__``:
+fields and declare each field's check in its annotation (the ``check_*``
+helpers below raise `InvalidEventError` naming the field). Any other rule goes
+in a ``validate(self)`` method, the validation hook:
 
     @event_type("shop.order.placed")
     @dataclass(frozen=True, kw_only=True, slots=True)
@@ -13,19 +12,24 @@ itself, in its annotation; rules that are not about one field go in
         total: Annotated[Decimal, check_decimal]
         note: str
 
-        def __post_init__(self) -> None:
-            DomainEvent.__post_init__(self)  # the base fields and the declared checks
+        def validate(self) -> None:
             if len(self.note) > 500:
                 raise InvalidEventError(type(self).__name__, "note", "is too long")
 
-Both forms check the same thing with the same message. The declared form is
-faster: `DomainEvent.__post_init__` runs every declared check from code
-generated once per class, and a registered class *without* a ``__post_init__``
-of its own gets a generated constructor with the checks inlined (module
-``eventbus._compile``). `equals_difference` declares the one cross-field rule
-the portfolio events need. (``DomainEvent.__post_init__`` is called explicitly
-because zero-argument ``super()`` does not work in slotted dataclasses on
-Python 3.11.)
+``validate`` runs after the base fields and the declared checks passed, at
+construction and when the codec decodes the event. Every class in the
+hierarchy that defines one has it called, the base class's first, so a
+subclass never calls ``super()`` (which slotted dataclasses cannot do: zero-
+argument ``super()`` fails in them on Python 3.11 to 3.13) and never writes a
+``__post_init__``. (A class that does define ``__post_init__`` must call
+``DomainEvent.__post_init__(self)`` itself, and loses the generated
+constructor.)
+
+The declared form is fast: a registered class without a ``__post_init__`` of
+its own gets a generated constructor with the checks inlined (module
+``eventbus._compile``), and `DomainEvent.__post_init__` runs the same checks
+from code generated once per class. `equals_difference` declares the one
+cross-field rule the portfolio events need.
 
 The decorator gives the class a stable *wire name*, used by `eventbus.codec`, the
 SSE plugin and the Redis bridge.

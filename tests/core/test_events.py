@@ -11,14 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Annotated
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
 
 import eventbus.events
-from eventbus import DomainEvent, InvalidEventError, codec, event_type
-from eventbus.events import EXACT, event_class, event_name, registered_events
+from eventbus import DecodeError, DomainEvent, InvalidEventError, codec, event_type
+from eventbus.events import EXACT, check_decimal, event_class, event_name, registered_events
 from eventbus.portfolio import (
     AccountBalanceUpdated,
     AccountHoldingsUpdated,
@@ -530,3 +531,73 @@ class TestRegistry:
             [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
         )
         assert result.stdout.strip() == "[]"
+
+
+@event_type("test.hook.order")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _HookedOrder(DomainEvent):
+    """Declared field checks plus a ``validate`` hook (no ``__post_init__``)."""
+
+    total: Annotated[Decimal, check_decimal]
+    note: str = ""
+
+    def validate(self) -> None:
+        if len(self.note) > 5:
+            raise InvalidEventError(type(self).__name__, "note", "is too long")
+
+
+@event_type("test.hook.big_order")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _BigOrder(_HookedOrder):
+    """A subclass adds its own rule; the parent's still runs, first."""
+
+    def validate(self) -> None:
+        if self.total < 100:
+            raise InvalidEventError(type(self).__name__, "total", "must be at least 100")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _UnregisteredHooked(DomainEvent):
+    """Not registered: validated through DomainEvent.__post_init__, hook included."""
+
+    n: int = 0
+
+    def validate(self) -> None:
+        if self.n < 0:
+            raise InvalidEventError(type(self).__name__, "n", "must not be negative")
+
+
+class TestValidationHook:
+    """``validate(self)``: a subclass's own rules, with no ``super().__post_init__()`` call."""
+
+    def test_the_hook_rejects_naming_the_field(self) -> None:
+        """A hook's InvalidEventError comes out of construction as is."""
+        with pytest.raises(InvalidEventError, match=r"_HookedOrder\.note: is too long"):
+            _HookedOrder(total=Decimal(1), note="too long")
+        assert _HookedOrder(total=Decimal(1), note="ok").note == "ok"
+
+    def test_every_class_hook_runs_base_first(self) -> None:
+        """A subclass's hook adds to its parent's: both run, the parent's first."""
+        with pytest.raises(InvalidEventError, match="total: must be at least 100"):
+            _BigOrder(total=Decimal(1))
+        with pytest.raises(InvalidEventError, match="note: is too long"):
+            _BigOrder(total=Decimal(1), note="too long")  # the parent's rule first
+        assert _BigOrder(total=Decimal(500)).total == Decimal(500)
+
+    def test_declared_checks_run_before_the_hook(self) -> None:
+        """The hook sees fields that passed their declared checks (a float never reaches it)."""
+        with pytest.raises(InvalidEventError, match="total: must be a Decimal"):
+            _BigOrder(total=1.5)  # type: ignore[arg-type]
+
+    def test_unregistered_classes_run_it_too(self) -> None:
+        """Without a wire name the dataclass constructor validates through __post_init__."""
+        with pytest.raises(InvalidEventError, match="n: must not be negative"):
+            _UnregisteredHooked(n=-1)
+
+    def test_decoding_runs_the_hook(self) -> None:
+        """Bytes the hook refuses do not decode into an event: the codec refuses them."""
+        good = codec.dumps(_BigOrder(total=Decimal(500)))
+        assert codec.loads(good) == codec.loads(good)
+        bad = good.replace(b'"500"', b'"5"')
+        with pytest.raises((DecodeError, InvalidEventError), match="at least 100"):
+            codec.loads(bad)

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any, Final, final
 from uuid import UUID
 
-from eventbus import DomainEvent, EventBus, EventBusError, Priority, codec, hookimpl
+from eventbus import DomainEvent, EncodeError, EventBus, Priority, codec, hookimpl
 from eventbus.events import event_name
 from eventbus.portfolio import (
     AccountBalanceUpdated,
@@ -100,8 +100,12 @@ class _Shape:
         if self.use_codec:
             try:
                 payload = codec.encode_payload(event)
-            except EventBusError:  # a field type the codec does not support
-                self.use_codec = False
+            except EncodeError as exc:
+                # A class the codec cannot encode at all: plain values from now
+                # on. A value it cannot encode exactly (a nan, a 65-bit int):
+                # plain values for this event only.
+                if exc.field is None:
+                    self.use_codec = False
             else:
                 extra = {
                     "event_type": self.name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import io
 import logging
+import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -195,8 +196,27 @@ class TestLevels:
             LoggingPlugin(levels={"AccountBalanceUpdated": logging.INFO})  # type: ignore[dict-item]
 
 
+@event_type("tests.logging.reading")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Reading(DomainEvent):
+    """A third-party event with a float: a nan has no exact JSON form."""
+
+    value: float
+
+
 class TestExtra:
     """Structured fields on the LogRecord."""
+
+    def test_a_value_the_codec_refuses_is_logged_plainly_that_once(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A nan (no exact JSON form) is still logged, and so is every later event."""
+        bus = _bus(LoggingPlugin(levels={Reading: logging.DEBUG}))
+        bus.publish_sync(Reading(value=float("nan")))
+        bus.publish_sync(Reading(value=1.5))
+        first, second = _records(caplog)
+        assert math.isnan(first.value)  # type: ignore[attr-defined]
+        assert second.value == 1.5  # type: ignore[attr-defined]
 
     def test_balance_fields(self, caplog: pytest.LogCaptureFixture) -> None:
         """Metadata and every field are present; UUIDs and Decimals are strings."""

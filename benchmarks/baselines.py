@@ -1,7 +1,7 @@
 """Scenarios and hand-written floors for the benchmark suites.
 
 The one-type dispatch comparisons (eventbus, hand loop, ``dict.get``, blinker,
-pluggy, pyee, the bare ``await`` loop) come from `eventbus._bench.dispatchers`,
+pluggy, pyee, the bare ``await`` loop) come from `eventbus.cli._bench.dispatchers`,
 the same factories ``eventbus bench`` times, so the CLI and this suite measure
 the same code. This module adds the scenarios only the suite runs: ten event
 types under one base class, mixed priorities, a sync/async mix, and
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from eventbus import DomainEvent, EventBus
-from eventbus._bench import Call, noop_handlers, sample_event
+from eventbus.cli._bench import Call, noop_handlers, sample_event
 from eventbus.portfolio import AccountBalanceUpdated
 
 __all__ = [

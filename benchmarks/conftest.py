@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from benchmarks.ratios import RatioBook
-from eventbus._bench import sample_event
+from eventbus.cli._bench import sample_event
 from eventbus.portfolio import AccountBalanceUpdated
 from tests.support import RedisServer, require_binary
 

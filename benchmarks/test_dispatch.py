@@ -22,8 +22,8 @@ from benchmarks.baselines import (
     priority_calls,
 )
 from benchmarks.ratios import RatioBook
-from eventbus._bench import COUNTS, compile_loop, dispatchers
-from eventbus._bench_deployed import Deployed
+from eventbus.cli._bench import COUNTS, compile_loop, dispatchers
+from eventbus.cli._bench_deployed import Deployed
 from eventbus.portfolio import AccountBalanceUpdated
 from tests.support import RedisServer
 
@@ -93,7 +93,7 @@ class TestDeployedDispatch:
     A balance update's local plan then holds the bridge's ``append`` and the
     logging handler besides the 3 no-op handlers; the floor and the peers call
     that same list. The bridge's loop is paused during each timed round and
-    drained between rounds (`eventbus._bench_deployed.Deployed.pause`): its
+    drained between rounds (`eventbus.cli._bench_deployed.Deployed.pause`): its
     own throughput is `benchmarks/test_redis.py`'s subject.
     """
 

@@ -3,7 +3,7 @@
 Four groups, one per step of an event's life outside dispatch: ``construct``
 (validated), ``from_change``, ``encode`` (`eventbus.codec.dumps`) and
 ``decode`` (`eventbus.codec.loads`). Each has the same candidates as
-``eventbus bench``, built by `eventbus._bench_events.lifecycle_calls`:
+``eventbus bench``, built by `eventbus.cli._bench_events.lifecycle_calls`:
 eventbus, the equivalent pydantic model (same types and rules), pydantic
 checking types only, and msgspec (the limit). Each round makes
 `CALLS_PER_ROUND` (1000) calls, so the microseconds pytest-benchmark reports
@@ -19,8 +19,8 @@ import pytest
 
 from benchmarks.baselines import CALLS_PER_ROUND
 from benchmarks.ratios import RatioBook
-from eventbus._bench import Call, compile_loop
-from eventbus._bench_events import LIBRARIES, STEPS, TARGETS, lifecycle_calls, missing_peers
+from eventbus.cli._bench import Call, compile_loop
+from eventbus.cli._bench_events import LIBRARIES, STEPS, TARGETS, lifecycle_calls, missing_peers
 
 CASES = [(step, lib) for step in STEPS for lib in LIBRARIES]
 

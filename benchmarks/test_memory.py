@@ -21,7 +21,7 @@ import pytest
 
 from benchmarks.ratios import RatioBook
 from eventbus import EventBus
-from eventbus._bench import noop_handlers
+from eventbus.cli._bench import noop_handlers
 from eventbus.portfolio import AccountBalanceUpdated
 from tests.support import wait_until_async
 

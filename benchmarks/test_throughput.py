@@ -17,7 +17,7 @@ import pytest
 
 from benchmarks.baselines import publish_from_threads
 from benchmarks.ratios import RatioBook
-from eventbus._bench import dispatchers
+from eventbus.cli._bench import dispatchers
 from eventbus.portfolio import AccountBalanceUpdated
 
 #: Events per round, whatever the number of threads. Enough that each thread runs

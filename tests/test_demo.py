@@ -28,9 +28,9 @@ import httpx
 import pytest
 
 from eventbus import DomainEvent, EventBus, codec
-from eventbus._demo import DemoError, plugin_api
-from eventbus._demo_secret import SECRET_KEY
-from eventbus._simulator import DEMO_RATES, Simulator
+from eventbus.cli._demo import DemoError, plugin_api
+from eventbus.cli._demo_secret import SECRET_KEY
+from eventbus.cli._simulator import DEMO_RATES, Simulator
 from eventbus.portfolio import AccountBalanceUpdated, AccountHoldingsUpdated
 from eventbus_sse import SignedTokenAuth
 from tests.support import CHROMIUM_ARGS, RedisServer, free_port, require_binary, wait_until

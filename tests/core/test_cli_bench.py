@@ -209,7 +209,7 @@ class TestArguments:
 
     def test_cli_import_does_not_load_the_benchmark(self) -> None:
         """``eventbus plugins`` stays fast: importing the CLI leaves the bench module unloaded."""
-        probe = "import sys, eventbus.cli; print('eventbus._bench' in sys.modules)"
+        probe = "import sys, eventbus.cli; print('eventbus.cli._bench' in sys.modules)"
         result = subprocess.run(
             [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
         )

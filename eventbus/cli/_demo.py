@@ -29,9 +29,9 @@ from typing import IO, TYPE_CHECKING, Any, final
 from uuid import UUID
 
 from eventbus._bus import EventBus
-from eventbus._demo_secret import SecretError, demo_secret
 from eventbus._priority import Priority
-from eventbus._simulator import BASE_CURRENCY, DEMO_RATES, Simulator
+from eventbus.cli._demo_secret import SecretError, demo_secret
+from eventbus.cli._simulator import BASE_CURRENCY, DEMO_RATES, Simulator
 from eventbus.events import DomainEvent
 from eventbus.exceptions import PluginError
 from eventbus.portfolio import (

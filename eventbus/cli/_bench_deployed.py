@@ -21,8 +21,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Final, final
 
-from eventbus._bench import AWAIT_LOOP, EVENTBUS, HAND, Call, noop_handlers, peer_calls
 from eventbus._bus import EventBus
+from eventbus.cli._bench import AWAIT_LOOP, EVENTBUS, HAND, Call, noop_handlers, peer_calls
 from eventbus.portfolio import AccountBalanceUpdated
 
 __all__ = ["Deployed"]

@@ -33,8 +33,9 @@ from decimal import Decimal
 from typing import Annotated, Any, Final, final
 from uuid import UUID
 
-from eventbus import _bench, codec
-from eventbus._bench import Call, sample_event
+from eventbus import codec
+from eventbus.cli import _bench
+from eventbus.cli._bench import Call, sample_event
 from eventbus.events import EXACT, fits_decimal_bounds, uuid7
 from eventbus.portfolio import AccountBalanceUpdated
 
@@ -246,7 +247,7 @@ class LifecycleReport:
 
 
 def run_lifecycle(*, rounds: int, min_time: float, progress: bool) -> LifecycleReport:
-    """Time every step's candidates, interleaved round by round (as `eventbus._bench.run`).
+    """Time every step's candidates, interleaved round by round (as `eventbus.cli._bench.run`).
 
     Raises:
         ImportError: A peer is missing (see `missing_peers`).

@@ -388,7 +388,7 @@ def run(
             plans.append((("async", 3, lib), _compile(call, runner)))
         quiets: list[Callable[[], contextlib.AbstractContextManager[None]]] = []
         if redis_url is not None:
-            from eventbus._bench_deployed import Deployed
+            from eventbus.cli._bench_deployed import Deployed
 
             for case, is_async in (("sync deployed", False), ("async deployed", True)):
                 # One deployed bus per case: a bus's handlers are all sync or not.
@@ -481,7 +481,7 @@ def time_plans(
     min_time: float,
     progress: bool,
 ) -> Report:
-    """Time other comparisons (`eventbus._bench_events`) by `run`'s method: interleaved, minimum."""
+    """Time other comparisons (`eventbus.cli._bench_events`) by `run`'s method: interleaved, minimum."""
     return _time(plans, rounds, min_time, progress, [])
 
 

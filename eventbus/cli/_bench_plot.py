@@ -1,7 +1,7 @@
 """The ``eventbus bench --plot`` chart: dispatch latency against handler count, per library,
 and, beside it, an event's lifecycle against pydantic and msgspec.
 
-Kept apart from `eventbus._bench` so that timing never imports matplotlib.
+Kept apart from `eventbus.cli._bench` so that timing never imports matplotlib.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
-from eventbus._bench import COUNTS, EVENTBUS, HAND, PEERS, Report
+from eventbus.cli._bench import COUNTS, EVENTBUS, HAND, PEERS, Report
 
 if TYPE_CHECKING:
-    from eventbus._bench_events import LifecycleReport
+    from eventbus.cli._bench_events import LifecycleReport
 
 __all__ = ["plot", "require_matplotlib"]
 
@@ -88,7 +88,7 @@ def plot(report: Report, path: str, lifecycle: LifecycleReport | None = None) ->
 
 def _lifecycle(axes: Any, report: LifecycleReport) -> None:
     """Grouped bars: each step's time over the equivalent pydantic model's, per library."""
-    from eventbus._bench_events import LIBRARIES, PYDANTIC, STEPS, TARGETS
+    from eventbus.cli._bench_events import LIBRARIES, PYDANTIC, STEPS, TARGETS
 
     colors = {
         "eventbus": "#1f6feb",

@@ -93,7 +93,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from eventbus._demo import DemoOptions, run_demo
+    from eventbus.cli._demo import DemoOptions, run_demo
 
     options = DemoOptions(
         host=args.host,
@@ -114,7 +114,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import orjson
 
     # Lazy: keeps `eventbus plugins` from importing the peers and matplotlib.
-    from eventbus import _bench, _bench_events, _bench_plot
+    from eventbus.cli import _bench, _bench_events, _bench_plot
 
     if args.plot:
         try:
@@ -282,7 +282,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

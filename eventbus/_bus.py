@@ -267,7 +267,7 @@ class EventBus(PluginMethods):
                 try:
                     handler(event)
                 except Exception as exc:
-                    errors = self._dispatch.failed(event, plan.owners[handler], exc, errors)
+                    errors = self._dispatch.failed(event, plan.owners[id(handler)], exc, errors)
         finally:
             del stack[-1]
         if errors:
@@ -313,7 +313,7 @@ class EventBus(PluginMethods):
                     else:
                         handler(event)
                 except Exception as exc:
-                    errors = self._dispatch.failed(event, plan.owners[handler], exc, errors)
+                    errors = self._dispatch.failed(event, plan.owners[id(handler)], exc, errors)
         finally:
             var.reset(token)
         if errors:

@@ -125,11 +125,11 @@ class Dispatcher:
                 try:
                     handler(event)
                 except Exception as exc:
-                    errors = self.failed(event, plan.owners[handler], exc, errors)
+                    errors = self.failed(event, plan.owners[id(handler)], exc, errors)
             return errors
         start = time.perf_counter_ns()
         for handler in plan:
-            owner = plan.owners[handler]
+            owner = plan.owners[id(handler)]
             errors = self.step_sync(event, handler, owner, errors)
         self.published(event, len(plan), start)
         return errors
@@ -216,7 +216,7 @@ class Dispatcher:
         start = time.perf_counter_ns() if PUBLISHED else None
         var = self._context.var
         steps: tuple[FleetStep, ...] = (
-            tuple((call, plan.owners[call], mode) for call, mode in plan)
+            tuple((call, plan.owners[id(call)], mode) for call, mode in plan)
             if isinstance(plan, AsyncPlan)
             else plan
         )

@@ -6,9 +6,10 @@ copy-on-write, so publishers never lock). Matching is by ``issubclass``, so
 MRO and ABC-registered virtual subclasses both match; order is priority, then
 subscription order.
 
-A plan maps each callable to its owner (the `Subscription`, or the
-`Sequencer` for its ``append``) in ``owners``, so a failure names its
-handler with one dict lookup, never a scan; the steps themselves stay bare,
+A plan maps each step's callable (by ``id``: a callable need not be
+hashable) to its owner (the `Subscription`, or the `Sequencer` for its
+``append``) in ``owners``, so a failure names its handler with one dict
+lookup, never a scan; the steps themselves stay bare,
 because unpacking a pair per handler costs a sixth of the hot path. Kinds:
 
 * `SyncPlan`: callables, for ``publish_sync``;
@@ -59,13 +60,13 @@ FleetStep = tuple[_Call, Owner, int]
 class SyncPlan(tuple[_Call, ...]):
     """The callables ``publish_sync`` runs, in order; ``owners`` names them."""
 
-    owners: dict[_Call, Owner]
+    owners: dict[int, Owner]
 
 
 class AsyncPlan(tuple[tuple[_Call, int], ...]):
     """``(call, mode)`` steps for ``publish``, in order; ``owners`` names them."""
 
-    owners: dict[_Call, Owner]
+    owners: dict[int, Owner]
 
 
 class FleetPlan(tuple[FleetStep, ...]):
@@ -114,11 +115,12 @@ def sync_plan(
             f"publish_sync({cls.__qualname__}) would skip async handler(s) "
             f"{', '.join(asyncs)}; use 'await bus.publish(event)' instead"
         )
-    steps: list[tuple[_Call, Owner]] = [(s._call, s) for s in matched]
+    steps: list[tuple[_Call, Owner, int]] = [(s._call, s, 0) for s in matched]
     if appends is not None:
-        steps.insert(0, (appends.append, appends))
-    plan = SyncPlan(call for call, _ in steps)
-    plan.owners = dict(steps)
+        steps.insert(0, (appends.append, appends, 0))
+    steps = _distinct(steps)
+    plan = SyncPlan(call for call, _, _ in steps)
+    plan.owners = {id(call): owner for call, owner, _ in steps}
     return plan
 
 
@@ -130,9 +132,35 @@ def async_plan(
     steps: list[tuple[_Call, Owner, int]] = [(s._call, s, _mode(s)) for s in matched]
     if appends is not None:
         steps.insert(0, (appends.append, appends, 0))
+    steps = _distinct(steps)
     plan = AsyncPlan((call, mode) for call, _, mode in steps)
-    plan.owners = {call: owner for call, owner, _ in steps}
+    plan.owners = {id(call): owner for call, owner, _ in steps}
     return plan
+
+
+def _distinct(steps: list[tuple[_Call, Owner, int]]) -> list[tuple[_Call, Owner, int]]:
+    """``steps`` with every callable a distinct object, so ``owners`` names each step.
+
+    ``owners`` is keyed by the callable's ``id`` (a callable need not be
+    hashable), and one function subscribed twice where both match (to a base
+    class and a subclass) would otherwise share one key: the later one gets a
+    thin alias. The plan holds every callable, so their ids stay theirs.
+    """
+    seen: set[int] = set()
+    out = []
+    for call, owner, mode in steps:
+        if id(call) in seen:
+            call = _alias(call)
+        seen.add(id(call))
+        out.append((call, owner, mode))
+    return out
+
+
+def _alias(call: _Call) -> _Call:
+    def alias(event: Any) -> Any:
+        return call(event)
+
+    return alias
 
 
 def fleet_plan(subs: Iterable[Subscription[Any]], cls: type, with_local: bool) -> FleetPlan:

@@ -15,12 +15,14 @@ import gc
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from eventbus import (
     AsyncHandlerError,
+    DispatchObserver,
     DomainEvent,
     EventBus,
     Priority,
@@ -763,3 +765,51 @@ class TestFailureNotes:
             strict_bus.publish_sync(Ping())
         assert len(ran) == 1  # the handlers still ran
         assert "Broken.append, on Ping" in _note_of(info.value.exceptions[0])
+
+
+class TestPlanSteps:
+    """Each step of a plan is its own subscription's, whatever the callable is."""
+
+    async def test_an_unhashable_callable_object_is_a_handler(self, bus: EventBus) -> None:
+        """A ``@dataclass`` instance with ``__call__`` (``__hash__ = None``) is delivered to."""
+
+        @dataclass
+        class Collect:
+            seen: list[DomainEvent]
+
+            def __call__(self, event: DomainEvent) -> None:
+                self.seen.append(event)
+
+        handler = Collect([])
+        bus.subscribe(Ping, handler)
+        bus.publish_sync(Ping(n=1))
+        await bus.publish(Ping(n=2))
+        assert [e.n for e in handler.seen] == [1, 2]  # type: ignore[attr-defined]
+
+    def test_one_function_twice_names_each_subscription(self) -> None:
+        """Subscribed to a base class and to a subclass, each step fails as its own subscription."""
+        bus = EventBus(raise_errors=True)
+
+        def fails(event: DomainEvent) -> None:
+            raise ValueError("no")
+
+        bus.subscribe(DomainEvent, fails, priority=10)
+        bus.subscribe(Ping, fails, priority=-10)
+        observed = _ObserveOwners()
+        bus.add_observer(observed)
+        with pytest.raises(ExceptionGroup):
+            bus.publish_sync(Ping())
+        assert observed.priorities == [10, -10]
+
+
+class _ObserveOwners(DispatchObserver):
+    """Records the priority of each subscription a handler step reports."""
+
+    def __init__(self) -> None:
+        self.priorities: list[int] = []
+
+    def handler_started(
+        self, bus: EventBus, event: DomainEvent, subscription: Subscription[Any]
+    ) -> object:
+        self.priorities.append(subscription.priority)
+        return None

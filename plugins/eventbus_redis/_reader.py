@@ -31,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, final
+from typing import Any, Final, final
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -52,6 +53,9 @@ from eventbus_redis._writer import Kept
 __all__ = ["Reader"]
 
 _log = logging.getLogger("eventbus.redis")
+
+#: The largest sequence part of a stream id: ``<ms>-<this>`` is the last id of a millisecond.
+_LAST_SEQ: Final = 2**64 - 1
 
 #: An entry as the reader hands it on: its event (``None``: malformed), whether
 #: it is this worker's own, the gap it showed, if any, and its headers, if any.
@@ -157,10 +161,15 @@ class Reader:
 
     async def _bootstrap_once(self) -> None:
         seconds, micros = await self._client.time()
-        elapsed = int((time.monotonic() - self._started) * 1000)
         # Entry ids are Redis's clock: the start position is that clock's
         # reading when this worker started, whenever it first reached Redis.
-        start = b"%d-0" % max(0, seconds * 1000 + micros // 1000 - elapsed)
+        # Rounded down (the elapsed time up, and TIME was read before its reply
+        # came), then given as the last id of the millisecond before: XREAD is
+        # exclusive, and an entry appended as the worker started may carry
+        # exactly ``<first ms>-0``.
+        elapsed = math.ceil((time.monotonic() - self._started) * 1000)
+        first_ms = seconds * 1000 + micros // 1000 - elapsed
+        start = b"%d-%d" % (first_ms - 1, _LAST_SEQ) if first_ms > 0 else b"0-0"
         tail, gone = await self._stream_info()
         first = start
         # Without projections it reads from its start: origins that wrote

@@ -14,9 +14,10 @@ import threading
 import orjson
 import pytest
 
-from eventbus import EventBus, codec
+from eventbus import DomainEvent, EventBus, codec
 from eventbus.events import OrderGap
 from eventbus.portfolio import AccountHoldingsUpdated
+from eventbus_redis import RedisBridgePlugin
 from tests.plugins.redis.conftest import MakeWorker, RedisServer
 from tests.plugins.redis.helpers import SNAPSHOTS, STREAM, History, numbered, publish_all
 from tests.support import wait_until_async
@@ -282,3 +283,50 @@ class TestStartupWaits:
         assert a.history is not None
         assert b.history is not None
         assert b.history.ids == a.history.ids
+
+
+class TestStartPosition:
+    """A reader starts where its worker started: nothing appended since is skipped."""
+
+    async def test_own_events_published_while_starting_reach_the_fleet_handlers(
+        self, redis_server: RedisServer
+    ) -> None:
+        """Events appended while startup runs are delivered here too, every time.
+
+        An entry appended as the worker started may carry exactly the stream id
+        of the start's millisecond (``<ms>-0``), which an exclusive XREAD from
+        ``<ms>-0`` skipped. The race needs the append to land in that very
+        millisecond: on a loaded machine a review lost 5 events in 150 starts
+        before the fix; a quiet machine rarely hits it, so this is a property
+        check over many starts, not a deterministic reproduction.
+        """
+        for trial in range(200):
+            bus = EventBus()
+            seen: list[DomainEvent] = []
+            bus.subscribe(AccountHoldingsUpdated, seen.append, fleet=True)
+            plugin = RedisBridgePlugin(
+                redis_server.url,
+                stream=f"{STREAM}:{trial}",
+                snapshot_every=None,
+                snapshot_interval=None,
+                block_ms=50,
+                drain_timeout=1.0,
+            )
+            bus.register_plugin(plugin, name="redis")
+            starting = asyncio.create_task(bus.start())
+            # One turn of the loop (not a wait for time): start() runs up to its
+            # first real suspension, a Redis round trip, having attached the
+            # sequencer, so the event is appended as early as an application could.
+            await asyncio.sleep(0)
+            assert bus.sequencer is not None
+            (event,) = numbered(1, start=trial)
+            bus.publish_sync(event)
+            await starting
+            try:
+                await wait_until_async(
+                    lambda seen=seen, event=event: event in seen,
+                    timeout=5,
+                    what=f"trial {trial}'s own event back from the stream",
+                )
+            finally:
+                await bus.aclose()

@@ -205,7 +205,10 @@ class Writer:
         event: DomainEvent
         headers: dict[str, str] | None
         for _ in range(min(self._settings.batch_size, len(outbox))):
-            item = outbox.popleft()
+            try:
+                item = outbox.popleft()
+            except IndexError:  # a publishing thread's overflow took the oldest meanwhile
+                break
             if type(item) is Headed:
                 event, headers = item.event, item.headers
             else:

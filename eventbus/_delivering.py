@@ -51,8 +51,8 @@ class FleetDispatcher:
         """See `eventbus.EventBus.deliver`."""
         # The entry's own event ran its local handlers where it was published.
         plan = self._bus._registry.fleet_plan(type(event), False)
-        if not plan and not PUBLISHED:
-            return  # nothing to run here: skip the context and the delivery record
+        if not plan and not PUBLISHED and not self._main.observation.observers:
+            return  # nothing runs or watches here: skip the context and the record
         delivery = Delivery(position, local)
         parent = self._context.var.get()
         started = None

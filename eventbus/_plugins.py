@@ -79,12 +79,17 @@ P = TypeVar("P")
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionInfo:
-    """One subscription made by a plugin."""
+    """One subscription made by a plugin.
+
+    Attributes:
+        fleet: Whether it is a fleet handler (every worker, in the fleet's order).
+    """
 
     event_type: str
     handler: str
     priority: int
     is_async: bool
+    fleet: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +303,7 @@ class PluginHost:
                     handler=handler_name(s.handler),
                     priority=s.priority,
                     is_async=s.is_async,
+                    fleet=s.fleet,
                 )
                 for s in record.subs
                 if s.active

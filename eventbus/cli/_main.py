@@ -84,7 +84,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         if row["hooks"]:
             print(f"  hooks: {', '.join(row['hooks'])}")
         for sub in row["subscriptions"]:
-            kind = "async " if sub["is_async"] else ""
+            kind = ("async " if sub["is_async"] else "") + ("fleet " if sub.get("fleet") else "")
             print(f"  on {sub['event_type']} (priority {sub['priority']}): {kind}{sub['handler']}")
     return code
 

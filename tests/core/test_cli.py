@@ -68,12 +68,14 @@ class TestPluginsJson:
     def test_reports_subscriptions_with_priorities(
         self, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """Each subscription names its event type, handler, priority and kind."""
+        """Each subscription names its event type, handler, priority and kinds (async, fleet)."""
         _, rows = run_json(capsys)
         subs = rows["networth"]["subscriptions"]
         assert "AccountBalanceUpdated" in {s["event_type"] for s in subs}
+        assert [s["fleet"] for s in subs] == [True]  # net worth is kept in the fleet's order
+        assert not any(s["fleet"] for s in rows["logging"]["subscriptions"])  # logs once
         for sub in (s for row in rows.values() for s in row["subscriptions"]):
-            assert set(sub) == {"event_type", "handler", "priority", "is_async"}
+            assert set(sub) == {"event_type", "handler", "priority", "is_async", "fleet"}
             assert isinstance(sub["priority"], int)
         assert any(s["event_type"] == "DomainEvent" for s in rows["logging"]["subscriptions"])
 

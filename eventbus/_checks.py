@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final, final
+from typing import Any, Final, TypeGuard, final
 from uuid import UUID
 
 from eventbus.exceptions import InvalidEventError
@@ -43,6 +43,7 @@ __all__ = [
     "Kind",
     "describe",
     "fits_decimal_bounds",
+    "is_currency_code",
     "is_money",
     "subtract",
     "wrong_difference",
@@ -128,14 +129,19 @@ def _money(owner: str, name: str, value: Any) -> Any:
 _CODES: Final[set[str]] = set()
 
 
-def _currency(owner: str, name: str, value: Any) -> Any:
-    if not (
+def is_currency_code(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a 3-letter uppercase ASCII code (ISO 4217 style)."""
+    return (
         isinstance(value, str)
         and len(value) == 3
         and value.isascii()
         and value.isalpha()
         and value.isupper()
-    ):
+    )
+
+
+def _currency(owner: str, name: str, value: Any) -> Any:
+    if not is_currency_code(value):
         raise _fail(
             owner, name, f"must be a 3-letter uppercase currency code, got {describe(value)}"
         )

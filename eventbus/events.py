@@ -48,7 +48,14 @@ from uuid import UUID
 from eventbus import _checks
 
 # Defined with the rules, and part of this module's API (see __all__).
-from eventbus._checks import EXACT, MAX_COUNT, MAX_DECIMAL_DIGITS, Difference, fits_decimal_bounds
+from eventbus._checks import (
+    EXACT,
+    MAX_COUNT,
+    MAX_DECIMAL_DIGITS,
+    Difference,
+    fits_decimal_bounds,
+    is_currency_code,
+)
 from eventbus._compile import install_init, layout_of
 from eventbus._uuid7 import derived_uuid7, uuid7
 from eventbus.exceptions import InvalidEventError
@@ -69,6 +76,7 @@ __all__ = [
     "event_name",
     "event_type",
     "fits_decimal_bounds",
+    "is_currency_code",
     "registered_events",
     "uuid7",
 ]

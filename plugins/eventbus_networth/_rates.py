@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Final, TypeAlias
 
+from eventbus.events import is_currency_code
+
 __all__ = [
     "BASE_ENV",
     "RATES_ENV",
@@ -45,13 +47,7 @@ RateLookup: TypeAlias = Callable[[str, str], Decimal | None]
 
 def check_currency_code(value: object, where: str) -> str:
     """Return ``value`` if it is a 3-letter uppercase code; else raise `ValueError` naming ``where``."""
-    if not (
-        isinstance(value, str)
-        and len(value) == 3
-        and value.isascii()
-        and value.isalpha()
-        and value.isupper()
-    ):
+    if not is_currency_code(value):
         shown = reprlib.repr(value)  # bounded: the value may come from an untrusted snapshot
         raise ValueError(f"{where}: must be a 3-letter uppercase currency code, got {shown}")
     return value

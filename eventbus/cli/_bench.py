@@ -40,6 +40,7 @@ __all__ = [
     "Call",
     "Report",
     "case_label",
+    "columns",
     "compile_loop",
     "dispatchers",
     "fmt",
@@ -48,6 +49,7 @@ __all__ = [
     "peer_calls",
     "run",
     "sample_event",
+    "target_lines",
     "time_plans",
     "timed_loop",
 ]
@@ -467,7 +469,24 @@ def fmt(value: float | None, suffix: str = "x") -> str:
     return "-" if value is None else f"{value:.2f}{suffix}"
 
 
-_fmt = fmt
+def columns(head: list[str], body: list[list[str]]) -> list[str]:
+    """``head`` and ``body`` as left-aligned text columns, a rule under the head."""
+    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in [head, *body]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def target_lines(targets: list[dict[str, Any]]) -> list[str]:
+    """One line per target: met / MISSED / not measured, the ratio, what it is."""
+    lines = []
+    for target in targets:
+        mark = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
+        lines.append(f"  {mark:<12} {fmt(target['ratio']):>7}  {target['target']}")
+    return lines
 
 
 def timed_loop(call: Call) -> Callable[[int], float]:
@@ -491,20 +510,11 @@ def format_table(report: Report) -> str:
     head += [f"{peer} / eventbus" for peer in PEERS]
     body = []
     for row in _rows(report):
-        cells = [row["case"], str(row["handlers"]), f"{_fmt(row['vs_floor'])} ({row['floor']})"]
-        cells.append(_fmt(row["vs_dict_get"]))
-        cells += [_fmt(row[f"{peer}_slower"]) for peer in PEERS]
+        cells = [row["case"], str(row["handlers"]), f"{fmt(row['vs_floor'])} ({row['floor']})"]
+        cells.append(fmt(row["vs_dict_get"]))
+        cells += [fmt(row[f"{peer}_slower"]) for peer in PEERS]
         body.append(cells)
-    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in [head, *body]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines += ["", _LEGEND, "", "Targets:"]
-    for target in report.targets():
-        mark = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
-        lines.append(f"  {mark:<12} {_fmt(target['ratio']):>7}  {target['target']}")
+    lines = [*columns(head, body), "", _LEGEND, "", "Targets:", *target_lines(report.targets())]
     meta = report.meta
     lines += [
         "",

@@ -277,14 +277,6 @@ def format_lifecycle(report: LifecycleReport) -> str:
         [row["step"], *(_bench.fmt(row[f"vs_{lib}"]) for lib in LIBRARIES[1:])]
         for row in report.rows()
     ]
-    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in [head, *body]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines += ["", _NOTE, "", "Targets:"]
-    for target in report.targets():
-        mark = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
-        lines.append(f"  {mark:<12} {_bench.fmt(target['ratio']):>7}  {target['target']}")
+    lines = [*_bench.columns(head, body), "", _NOTE, "", "Targets:"]
+    lines += _bench.target_lines(report.targets())
     return "\n".join(lines)

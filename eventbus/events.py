@@ -73,6 +73,7 @@ __all__ = [
     "derived_id",
     "equals_difference",
     "event_class",
+    "event_label",
     "event_name",
     "event_type",
     "fits_decimal_bounds",
@@ -258,6 +259,16 @@ def event_name(cls: type[DomainEvent]) -> str | None:
     """Return the wire name registered for exactly ``cls``, or ``None``."""
     name: str | None = cls.__dict__.get("__event_name__")
     return name
+
+
+def event_label(cls: type[DomainEvent]) -> str:
+    """``cls``'s wire name, or its qualified name when it has none: a bounded label for it.
+
+    What observability uses to name an event type (span names, metric labels):
+    one value per class, never per event.
+    """
+    name: str | None = cls.__dict__.get("__event_name__")
+    return name if name is not None else cls.__qualname__
 
 
 def event_class(name: str) -> type[DomainEvent] | None:

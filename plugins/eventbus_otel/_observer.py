@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from eventbus import DispatchObserver, DomainEvent, EventBus, FleetEntry, Subscription
-from eventbus.events import event_name
+from eventbus.events import event_label
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -59,20 +59,12 @@ class TracingObserver(DispatchObserver):
 
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         self._tracer: Final = trace.get_tracer("eventbus", tracer_provider=tracer_provider)
-        self._names: dict[type, str] = {}
-
-    def _name(self, event: DomainEvent) -> str:
-        cls = type(event)
-        name = self._names.get(cls)
-        if name is None:
-            name = self._names[cls] = event_name(cls) or cls.__qualname__
-        return name
 
     def _attributes(self, event: DomainEvent, operation: str) -> dict[str, str | bool]:
         return {
             "messaging.system": "eventbus",
             "messaging.operation.type": operation,
-            "messaging.destination.name": self._name(event),
+            "messaging.destination.name": event_label(type(event)),
             "messaging.message.id": str(event.event_id),
         }
 
@@ -88,7 +80,10 @@ class TracingObserver(DispatchObserver):
         if extra:
             attributes.update(extra)
         span = self._tracer.start_span(
-            f"{operation} {self._name(event)}", context=parent, kind=kind, attributes=attributes
+            f"{operation} {attributes['messaging.destination.name']}",
+            context=parent,
+            kind=kind,
+            attributes=attributes,
         )
         return span, context.attach(trace.set_span_in_context(span, parent))
 

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from eventbus import DispatchObserver, DomainEvent, EventBus, FleetEntry, Subscription
-from eventbus.events import event_name
+from eventbus.events import event_label
 from eventbus.exceptions import PluginNotFoundError
 
 __all__ = ["MetricsObserver"]
@@ -114,21 +114,13 @@ class MetricsObserver(DispatchObserver):
         #: Seconds between the last delivered entry's stream id and its delivery.
         self.lag: float = 0.0
         self.registry.register(_PluginCollector(bus, self))
-        self._names: dict[type, str] = {}
-
-    def _name(self, event: DomainEvent) -> str:
-        cls = type(event)
-        name = self._names.get(cls)
-        if name is None:
-            name = self._names[cls] = event_name(cls) or cls.__qualname__
-        return name
 
     def publish_started(
         self, bus: EventBus, event: DomainEvent, entry: FleetEntry | None
     ) -> object:
         """Count a publish; for a delivered entry, note its lag instead."""
         if entry is None:
-            self.published.labels(self._name(event)).inc()
+            self.published.labels(event_label(type(event))).inc()
         else:
             match = _STREAM_ID.fullmatch(entry.position)
             if match is not None:
@@ -154,4 +146,4 @@ class MetricsObserver(DispatchObserver):
         name = _handler_name(subscription)
         self.duration.labels(name).observe(time.perf_counter() - token)
         if error is not None:
-            self.failures.labels(name, self._name(event)).inc()
+            self.failures.labels(name, event_label(type(event))).inc()
